@@ -1,0 +1,137 @@
+"""The ApiError tree: every failed venue call becomes one of these, never a bare KeyError.
+
+Messages carry the endpoint template, the status and a truncated body so an operator can act on
+them; they never carry a token, a signature or a key (callers pass only bodies, which hold none).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+BODY_PREVIEW_CHARS = 300
+
+
+def preview(body: str | bytes | None, limit: int = BODY_PREVIEW_CHARS) -> str:
+    """A single-line, bounded view of a response body for error messages and logs."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+class ApiError(Exception):
+    """Base of every error raised by the API clients."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        method: str = "",
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
+        self.message = message
+        self.endpoint = endpoint
+        self.method = method
+        self.status = status
+        self.body = body
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = f"{self.method} {self.endpoint}".strip()
+        parts = [self.message]
+        if where:
+            parts.append(f"[{where}" + (f" -> {self.status}]" if self.status else "]"))
+        if self.body:
+            parts.append(f"body: {self.body}")
+        return " ".join(parts)
+
+    @property
+    def kind(self) -> str:
+        """Bounded label for metrics (`alura_bot_api_errors_total{kind}`)."""
+        return type(self).__name__
+
+
+class Unauthorized(ApiError):
+    """401 after one refresh: the wallet could not be (re)authenticated."""
+
+
+class ValidationFailed(ApiError):
+    """400: the server refused the request; `messages` holds its `message` (string or list)."""
+
+    def __init__(self, message: str, *, messages: list[str] | None = None, **kw: object) -> None:
+        self.messages = messages or [message]
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class DuplicateAsset(ValidationFailed):
+    """`Duplicate asset index`: one active session per asset already exists — reconcile, adopt."""
+
+
+class BuilderFeeApprovalFailed(ApiError):
+    """Hyperliquid's own rate limit surfacing through Alura: a temporary failure of one request."""
+
+
+class RateLimited(ApiError):
+    """429, with the server's Retry-After in seconds when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class NotFound(ApiError):
+    """404 from a layer that means it (the positions proxy maps its 404s to empty answers)."""
+
+
+class Conflict(ApiError):
+    """409: a concurrent change won (e.g. an optimistic-lock check on a position close)."""
+
+
+class ServerError(ApiError):
+    """5xx, or any status we have no better name for."""
+
+
+class TransportError(ApiError):
+    """The request never produced a response: connect error, reset, timeout before sending."""
+
+
+class BadResponse(ApiError):
+    """A 2xx answer whose body is not what the contract says (not JSON, wrong shape)."""
+
+
+class OutcomeUnknown(ApiError):
+    """A request that moves money may have reached the server and no answer came back.
+
+    Never retried blindly: the daemon reconciles against the venue before doing anything else.
+    """
+
+
+class ClientValidationError(ApiError):
+    """A request the client refused to send because it breaks a documented constraint."""
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: accepts delta-seconds and HTTP-date (RFC 9110), else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,279 @@
+"""Settings: a TOML file, `ALURA_BOT_*` environment overrides and a private key from a secret file.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment > TOML file > defaults.
+The key is read only from files (a 0600 file, systemd credentials or a docker secret) and is held
+as `SecretStr`, so it never shows in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.domain import validate_solana_address
+from bot.logs import register_secret
+
+ENV_PREFIX = "ALURA_BOT_"
+SYSTEMD_CREDENTIAL_NAME = "private-key"
+DOCKER_SECRET_PATH = Path("/run/secrets/alura_private_key")
+
+
+class Mode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class ConfigError(Exception):
+    """A configuration problem an operator must fix; printed without a traceback, exit code 2."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def default_config_paths() -> list[Path]:
+    """Where a config file is looked for when `--config` is not given, in order."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [
+        Path("alura-bot.toml"),
+        Path(xdg) / "alura-bot" / "config.toml",
+        Path("/etc/alura-bot/config.toml"),
+    ]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    """How the one shared HTTP client behaves."""
+
+    connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    read_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    write_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    pool_timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    max_connections: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_keepalive_connections: Annotated[int, Field(ge=0, le=1000)] = 10
+    rate_limit_per_s: Annotated[float, Field(gt=0, le=10_000)] = 8.0
+    rate_limit_burst: Annotated[int, Field(ge=1, le=10_000)] = 8
+    retry_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_max_wait_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    retry_total_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class AuthSettings(_Section):
+    """Token handling for the EVM wallet login."""
+
+    refresh_margin_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    referral_code: str | None = None
+
+
+class PositionsSettings(_Section):
+    """The user positions API (a separate service; Solana wallet, raw integer units)."""
+
+    base_url: AnyHttpUrl | None = None
+    layer: Annotated[str, Field(pattern="^(proxy|backend)$")] = "proxy"
+    wallet_address: str | None = None
+    decimals: Annotated[int, Field(ge=0, le=18)] = 9
+
+    @field_validator("wallet_address")
+    @classmethod
+    def _base58(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return validate_solana_address(value)
+
+
+class Settings(BaseSettings):
+    """Everything the bot can be told; each field is documented in config/alura-bot.example.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    _toml_path: ClassVar[Path | None] = None
+
+    mode: Mode = Mode.PAPER
+    base_url: AnyHttpUrl = AnyHttpUrl("https://testnet-api.alura.fun")
+    private_key_file: Path | None = None
+    wallet_address: str | None = Field(
+        default=None,
+        description="Optional EVM address the key is expected to derive; doctor warns on mismatch.",
+    )
+    journal_path: Path = Path("alura-bot.sqlite")
+    log_level: Annotated[str, Field(pattern="^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    log_format: Annotated[str, Field(pattern="^(auto|json|console)$")] = "auto"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9108
+    max_clock_skew_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    default_budget_usd: Annotated[Decimal, Field(ge=10)] = Decimal("100")
+    http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    positions: PositionsSettings = PositionsSettings()
+
+    # The key itself is never a setting: it is loaded by `load_private_key` from a file.
+
+    @field_validator("wallet_address")
+    @classmethod
+    def _evm_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not (value.startswith("0x") and len(value) == 42):
+            raise ValueError("must be a 0x-prefixed, 40-hex-digit EVM address")
+        try:
+            int(value[2:], 16)
+        except ValueError:
+            raise ValueError("must be a 0x-prefixed, 40-hex-digit EVM address") from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """A dump that is safe to print: there is no secret field, but paths are shown as-is."""
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(err: ValidationError, source: str) -> list[str]:
+    problems = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(root)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling against config/alura-bot.example.toml)"
+        problems.append(f"{source}: {loc}{shown}: {msg}")
+    return problems
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError([f"config file {explicit} does not exist or is not a file"])
+        return explicit
+    for candidate in default_config_paths():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from file + env + overrides; all problems become one ConfigError listing each."""
+    path = find_config(config)
+    cls: type[Settings] = type("_BoundSettings", (Settings,), {"_toml_path": path})
+    source = str(path) if path else "settings"
+    if path is not None:
+        import tomllib
+
+        try:
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+class KeyFileError(ConfigError):
+    """The key file is missing, unreadable, too open, or does not hold a key."""
+
+
+def _check_permissions(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            [
+                f"private key file {path} is readable by group/other (mode "
+                f"{stat.S_IMODE(mode):04o}); refusing to start. Fix: chmod 600 {path}"
+            ]
+        )
+
+
+def _parse_key(raw: str, source: Path) -> SecretStr:
+    text = raw.strip()
+    body = text[2:] if text.lower().startswith("0x") else text
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise KeyFileError(
+            [f"{source}: does not hold a private key (expected 64 hex digits, optional 0x)"]
+        )
+    return SecretStr("0x" + body.lower())
+
+
+def key_sources(settings: Settings) -> list[tuple[Path, bool]]:
+    """Candidate key files in priority order, each with whether its permissions are checked."""
+    candidates: list[tuple[Path, bool]] = []
+    if settings.private_key_file is not None:
+        candidates.append((settings.private_key_file, True))
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        # systemd makes credentials private to the unit; their mode is its business.
+        candidates.append((Path(cred_dir) / SYSTEMD_CREDENTIAL_NAME, False))
+    candidates.append((DOCKER_SECRET_PATH, False))
+    return candidates
+
+
+def load_private_key(settings: Settings) -> SecretStr:
+    """The EVM private key from the first source that exists; errors never contain key material."""
+    tried = []
+    for path, check_mode in key_sources(settings):
+        if not path.exists():
+            if path == settings.private_key_file:
+                raise KeyFileError([f"private_key_file {path} does not exist"])
+            tried.append(str(path))
+            continue
+        if check_mode:
+            _check_permissions(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(
+                [f"cannot read private key file {path}: {type(exc).__name__}"]
+            ) from None
+        key = _parse_key(raw, path)
+        register_secret(key.get_secret_value())
+        return key
+    raise KeyFileError(
+        [
+            "no private key found. Set private_key_file (a mode-0600 file holding the hex key), "
+            "or provide a systemd credential 'private-key' or a docker secret. Looked in: "
+            + ", ".join(tried)
+        ]
+    )

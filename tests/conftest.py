@@ -1,0 +1,184 @@
+"""Shared fixtures: a known test key, settings, and a small in-process venue for client unit tests.
+
+The unit-test venue is an `httpx.MockTransport` handler that checks real EIP-191 signatures with
+eth-account and issues opaque tokens; the contract tests run the real simulator instead.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from pydantic import SecretStr
+
+from bot.settings import Settings
+
+# A throwaway key used only by the tests (never funded anywhere).
+TEST_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+TEST_ADDRESS = Account.from_key(TEST_KEY).address
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CANDLES = REPO_ROOT.parent / "shared" / "data" / "candles"
+
+
+@pytest.fixture
+def test_key() -> SecretStr:
+    return SecretStr(TEST_KEY)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "private-key"
+    path.write_text(TEST_KEY + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No ALURA_BOT_* or credential variables leak in from the machine; cwd has no config file."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ALURA_BOT_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("bot.settings.DOCKER_SECRET_PATH", tmp_path / "no-docker-secret")
+    yield tmp_path
+
+
+@pytest.fixture
+def settings(clean_env: Path, key_file: Path) -> Settings:
+    from bot.settings import load_settings
+
+    return load_settings(None, base_url="http://venue.test", private_key_file=key_file)
+
+
+@dataclass
+class MockVenue:
+    """Records every request; answers auth for real and everything else from `routes`."""
+
+    token_ttl: float = 3600.0
+    requests: list[httpx.Request] = field(default_factory=list)
+    routes: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = field(
+        default_factory=dict
+    )
+    nonces: dict[str, str] = field(default_factory=dict)
+    valid_tokens: set[str] = field(default_factory=set)
+    logins: int = 0
+
+    def on(self, method: str, path: str, answer: Any, status: int = 200) -> None:
+        def respond(_: httpx.Request) -> httpx.Response:
+            return httpx.Response(status, json=answer)
+
+        self.routes[(method, path)] = answer if callable(answer) else respond
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        key = (request.method, request.url.path)
+        if key in self.routes:
+            return self.routes[key](request)
+        if key == ("POST", "/auth/evm/challenge"):
+            address = json.loads(request.content)["address"]
+            nonce = secrets.token_hex(8)
+            self.nonces[address] = nonce
+            message = f"Sign in to Alura\nAddress: {address}\nNonce: {nonce}"
+            return httpx.Response(
+                200, json={"address": address, "nonce": nonce, "message": message}
+            )
+        if key == ("POST", "/auth/evm/verify"):
+            body = json.loads(request.content)
+            nonce = self.nonces.pop(body["address"], None)
+            if nonce is None:
+                return httpx.Response(401, json={"message": "no challenge"})
+            message = f"Sign in to Alura\nAddress: {body['address']}\nNonce: {nonce}"
+            signer = Account.recover_message(
+                encode_defunct(text=message), signature=body["signature"]
+            )
+            if signer != body["address"]:
+                return httpx.Response(401, json={"message": "bad signature"})
+            token = "tok-" + secrets.token_hex(16)
+            self.valid_tokens.add(token)
+            self.logins += 1
+            return httpx.Response(
+                200,
+                json={
+                    "ok": True,
+                    "accessToken": token,
+                    "tokenType": "Bearer",
+                    "expiresIn": self.token_ttl,
+                    "user": {"address": signer},
+                },
+            )
+        return httpx.Response(
+            404, json={"message": f"no route {request.method} {request.url.path}"}
+        )
+
+    def authed(self, request: httpx.Request) -> bool:
+        header = request.headers.get("authorization", "")
+        return header.startswith("Bearer ") and header[7:] in self.valid_tokens
+
+    def last(self, method: str, path: str) -> httpx.Request:
+        for req in reversed(self.requests):
+            if req.method == method and req.url.path == path:
+                return req
+        raise AssertionError(f"no {method} {path} was sent")
+
+
+@pytest.fixture
+def venue() -> MockVenue:
+    return MockVenue()
+
+
+class Sleeps:
+    """An injectable sleep that records requested waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def client_for(venue: MockVenue, sleeps: Sleeps, test_key: SecretStr) -> Callable[..., Any]:
+    """Build an AluraClient wired to the mock venue with a recording sleep."""
+    from bot.api.alura import AluraClient
+    from bot.api.auth import WalletAuth
+    from bot.api.transport import Transport
+    from bot.settings import HttpSettings
+
+    def make(
+        *,
+        hooks: list[Any] | None = None,
+        clock: Callable[[], float] | None = None,
+        http: HttpSettings | None = None,
+        with_key: bool = True,
+    ) -> AluraClient:
+        transport = Transport(
+            "http://venue.test",
+            http or HttpSettings(rate_limit_per_s=10_000, rate_limit_burst=10_000),
+            http_transport=httpx.MockTransport(venue.handler),
+            hooks=hooks,
+            sleep=sleeps,
+        )
+        auth = None
+        if with_key:
+            kw = {"clock": clock} if clock else {}
+            auth = WalletAuth(test_key, transport, **kw)
+        return AluraClient(transport, auth)
+
+    return make
