@@ -9,15 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from bot.logs import scrub
+
 BODY_PREVIEW_CHARS = 300
 
 
 def preview(body: str | bytes | None, limit: int = BODY_PREVIEW_CHARS) -> str:
-    """A single-line, bounded view of a response body for error messages and logs."""
+    """A single-line, bounded, secret-scrubbed view of a response body for errors and logs."""
     if body is None:
         return ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
+    text = scrub(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
@@ -37,8 +39,8 @@ class ApiError(Exception):
         self.endpoint = endpoint
         self.method = method
         self.status = status
-        self.body = body
-        super().__init__(self._render())
+        self.body = scrub(body)
+        super().__init__(scrub(self._render()))
 
     def _render(self) -> str:
         where = f"{self.method} {self.endpoint}".strip()
