@@ -6,6 +6,7 @@ Plain frozen dataclasses and enums: no I/O, no pydantic, so they are cheap to bu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum, StrEnum
 
 # Hyperliquid perp asset indices as documented by the Alura API; extendable at run time from
@@ -111,3 +112,102 @@ def validate_solana_address(value: str) -> str:
     if not 32 <= len(text) <= 44 or size != 32:
         raise ValueError("not a Solana address: must decode to exactly 32 bytes (32..44 chars)")
     return text
+
+
+# -- decisions: what strategies ask for; the RiskGate and executors act on them -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenQuick:
+    """Open a quick session (POST /trading-sessions). `side` is the strategy's intended direction:
+    the paper executor and the backtest use it; the live API takes no direction."""
+
+    strategy: str
+    asset: str
+    side: Side
+    budget: Decimal
+    profit_target: Decimal
+    loss_threshold: Decimal
+    max_positions: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAdvanced:
+    """Open an advanced session (POST /trading-sessions/advance)."""
+
+    strategy: str
+    asset: str
+    side: Side
+    amount: Decimal
+    execution_strategy: ExecutionStrategy
+    strategy_duration: StrategyDuration
+    max_wallet_budget: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    """Close every position of the session on `asset` (the trade), e.g. on an exit signal."""
+
+    strategy: str
+    asset: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    """Close one position by id: a trading-session position, or a user-positions-API position."""
+
+    strategy: str
+    position_id: str
+    venue: str  # "sessions" | "positions"
+    reason: str
+    asset: str | None = None
+    close_price: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    strategy: str
+    asset: str | None
+    reason: str
+
+
+Decision = OpenQuick | OpenAdvanced | CloseSession | ClosePosition | Hold
+OPENING = (OpenQuick, OpenAdvanced)
+
+
+def decision_action(decision: Decision) -> str:
+    """The bounded `action` label of a decision (metrics, journal)."""
+    return {
+        OpenQuick: "open_quick",
+        OpenAdvanced: "open_advanced",
+        CloseSession: "close_session",
+        ClosePosition: "close_position",
+        Hold: "hold",
+    }[type(decision)]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """What the engine knows of one open session (from the journal, reconciled with the venue)."""
+
+    session_id: str
+    asset: str
+    kind: str  # "quick" | "advanced"
+    budget: Decimal
+    opened_at_ms: int
+    strategy: str
+    unrealized_pnl: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """Money and limits the RiskGate needs, as of this tick."""
+
+    free_balance: Decimal
+    realized_pnl_today: Decimal
+    open_sessions: tuple[SessionView, ...]
+    paused: bool
+    last_close_ms: dict[str, int]  # asset -> when a session on it last closed or failed
