@@ -182,3 +182,33 @@ def client_for(venue: MockVenue, sleeps: Sleeps, test_key: SecretStr) -> Callabl
         return AluraClient(transport, auth)
 
     return make
+
+
+@pytest.fixture
+def serve_asgi() -> Iterator[Callable[[Any], str]]:
+    """Serve an ASGI app with real uvicorn on 127.0.0.1 (free port); returns its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("server failed to start")
+            time.sleep(0.005)
+        servers.append((server, thread))
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,218 @@
+"""Seeded, reproducible fault injection for the simulator, as ASGI middleware.
+
+Rules match a request by method and path pattern and fire with a probability (or on every Nth
+match). Kinds: 429 with Retry-After, a 5xx, added latency, a dropped connection (nothing applied),
+a lost response (applied, then the connection is cut: the case that makes naive bots open a
+session twice), token expiry, and Hyperliquid's `Builder fee approval failed … 429`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import random
+import threading
+import tomllib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FaultKind = Literal[
+    "rate_limit", "status", "latency", "drop", "lost_response", "token_expiry", "builder_fee"
+]
+KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+BUILDER_FEE_MESSAGE = "Builder fee approval failed: HTTP request failed (status 429)"
+
+
+class FaultConfigError(ValueError):
+    """A fault profile that cannot be used; the message names the rule and the field."""
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    kind: str
+    match: str = "*"
+    probability: float = 1.0
+    every: int = 0
+    status: int = 503
+    retry_after: str = "1"
+    latency_ms: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        pattern = self.match
+        if " " in pattern:
+            want_method, _, pattern = pattern.partition(" ")
+            if want_method.upper() not in ("*", method.upper()):
+                return False
+        return fnmatch.fnmatchcase(path, pattern)
+
+
+def rule_from_mapping(index: int, data: dict[str, Any]) -> FaultRule:
+    where = f"fault rule #{index + 1}"
+    unknown = set(data) - set(FaultRule.__dataclass_fields__)
+    if unknown:
+        raise FaultConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise FaultConfigError(f"{where}: kind = {kind!r}; allowed: {', '.join(KINDS)}")
+    try:
+        rule = FaultRule(**data)
+    except TypeError as exc:
+        raise FaultConfigError(f"{where}: {exc}") from None
+    if not 0.0 <= rule.probability <= 1.0:
+        raise FaultConfigError(f"{where}: probability = {rule.probability}; allowed 0..1")
+    if rule.every < 0 or rule.latency_ms < 0:
+        raise FaultConfigError(f"{where}: every and latency_ms must be >= 0")
+    if not 100 <= rule.status <= 599:
+        raise FaultConfigError(f"{where}: status = {rule.status}; allowed 100..599")
+    return rule
+
+
+@dataclass
+class FaultProfile:
+    """The active rules plus what has fired, so tests compare injected with observed."""
+
+    rules: list[FaultRule] = field(default_factory=list)
+    seed: int = 0
+    fired: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)  # noqa: S311 - reproducible faults, not crypto
+        self._seen: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> FaultProfile:
+        rules = data.get("rule", data.get("rules", []))
+        if not isinstance(rules, list):
+            raise FaultConfigError("rules must be a list of tables ([[rule]])")
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int):
+            raise FaultConfigError(f"seed = {seed!r}; must be an integer")
+        return cls([rule_from_mapping(i, r) for i, r in enumerate(rules)], seed=seed)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> FaultProfile:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise FaultConfigError(f"{path}: {exc}") from None
+        return cls.from_mapping(data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rules": [vars(r) for r in self.rules],
+            "fired": dict(self.fired),
+        }
+
+    def pick(self, method: str, path: str) -> list[FaultRule]:
+        """Rules that fire for this request; deterministic for a given seed and request order."""
+        chosen = []
+        with self._lock:
+            for i, rule in enumerate(self.rules):
+                if not rule.matches(method, path):
+                    continue
+                self._seen[i] += 1
+                if rule.every:
+                    hit = self._seen[i] % rule.every == 0
+                else:
+                    hit = self._rng.random() < rule.probability
+                if hit:
+                    chosen.append(rule)
+                    self.fired[rule.kind] += 1
+        return chosen
+
+
+async def _json(
+    send: Send, status: int, body: dict[str, Any], headers: list[Any] | None = None
+) -> None:
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def _cut(send: Send) -> None:
+    """Promise a body and send a fragment: the server closes the connection mid-response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"ok":', "more_body": False})
+
+
+class FaultMiddleware:
+    """Applies the profile's rules in front of the app; control paths (`/__sim/*`) are exempt."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        profile: Callable[[], FaultProfile],
+        *,
+        on_token_expiry: Callable[[], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.app = app
+        self.profile = profile
+        self.on_token_expiry = on_token_expiry
+        self.sleep = sleep
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/__sim"):
+            await self.app(scope, receive, send)
+            return
+        rules = self.profile().pick(scope["method"], scope["path"])
+        lose_response = False
+        for rule in rules:
+            if rule.kind == "latency":
+                await self.sleep(rule.latency_ms / 1000)
+            elif rule.kind == "token_expiry":
+                self.on_token_expiry()
+            elif rule.kind == "rate_limit":
+                await _json(
+                    send,
+                    429,
+                    {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"},
+                    [(b"retry-after", rule.retry_after.encode())],
+                )
+                return
+            elif rule.kind == "status":
+                await _json(
+                    send, rule.status, {"statusCode": rule.status, "message": "Backend error"}
+                )
+                return
+            elif rule.kind == "builder_fee":
+                await _json(send, 400, {"statusCode": 400, "message": BUILDER_FEE_MESSAGE})
+                return
+            elif rule.kind == "drop":
+                await _cut(send)
+                return
+            elif rule.kind == "lost_response":
+                lose_response = True
+        if not lose_response:
+            await self.app(scope, receive, send)
+            return
+
+        async def swallow(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await _cut(send)
+
+        await self.app(scope, receive, swallow)
