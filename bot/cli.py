@@ -142,6 +142,91 @@ def auth(
     typer.echo(f"address: {info.address}\ntoken expires: {expires}")
 
 
+@app.command()
+def sim(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; keep loopback unless you mean it.")
+    ] = ("127.0.0.1"),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market, ids and faults.")] = 7,
+    market: Annotated[
+        str,
+        typer.Option(
+            help="'synthetic' (generated, deterministic) or 'csv:DIR' to replay candle "
+            "CSV files (the format of shared/data/candles)."
+        ),
+    ] = "synthetic",
+    csv_interval: Annotated[
+        str, typer.Option(help="With csv:DIR, which files to replay (their interval).")
+    ] = "5m",
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Market clock speed: 3600 = one simulated hour per second; 0 = a "
+            "stepped clock that moves only via POST /__sim/clock."
+        ),
+    ] = 3600.0,
+    start: Annotated[
+        str, typer.Option(help="Simulated start time (ISO 8601 or epoch ms).")
+    ] = "2025-01-06T00:00:00Z",
+    token_ttl: Annotated[int, typer.Option(help="JWT lifetime (expiresIn), seconds.")] = 86_400,
+    nonce_ttl: Annotated[int, typer.Option(help="Login challenge lifetime, seconds.")] = 300,
+    balance: Annotated[
+        str, typer.Option(help="USDC balance every new wallet starts with.")
+    ] = "10000",
+    builder_fee: Annotated[
+        float, typer.Option(help="Builder fee rate per side, added to the 0.045 % taker fee.")
+    ] = 0.0,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file that keeps the venue across restarts.", show_default=False),
+    ] = None,
+    faults: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML fault profile (429s, 5xx, latency, drops, lost responses, token "
+            "expiry, builder-fee errors); see README.",
+            show_default=False,
+        ),
+    ] = None,
+    owner_check: Annotated[
+        bool,
+        typer.Option(
+            help="Positions API: refuse closing another wallet's position (the real "
+            "service does not check; --no-owner-check mimics it)."
+        ),
+    ] = True,
+) -> None:
+    """Run the venue simulator: the Alura API and the user positions API on one HTTP server."""
+    from decimal import Decimal, InvalidOperation
+
+    from bot.market.data import CandleDataError
+    from bot.sim.faults import FaultConfigError
+    from bot.sim.server import SimOptions, serve
+
+    try:
+        opts = SimOptions(
+            host=host,
+            port=port,
+            seed=seed,
+            market=market,
+            csv_interval=csv_interval,
+            speed=speed,
+            start=start,
+            token_ttl_s=token_ttl,
+            nonce_ttl_s=nonce_ttl,
+            initial_balance=Decimal(balance),
+            builder_fee=builder_fee,
+            state=state,
+            faults=faults,
+            owner_check=owner_check,
+        )
+        serve(opts)
+    except (ValueError, InvalidOperation, CandleDataError, FaultConfigError, OSError) as exc:
+        typer.echo(f"sim: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())

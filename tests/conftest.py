@@ -212,3 +212,35 @@ def serve_asgi() -> Iterator[Callable[[Any], str]]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sim_feed() -> Any:
+    """One synthetic market for the whole run (building it takes about a second)."""
+    from bot.sim.market_feed import MarketFeed
+    from bot.sim.server import DEFAULT_START, parse_start
+
+    return MarketFeed.synthetic(7, parse_start(DEFAULT_START))
+
+
+@pytest.fixture
+def sim_server(sim_feed: Any, tmp_path: Path) -> Iterator[Any]:
+    """The real simulator on loopback with a stepped clock (tests move time explicitly)."""
+    from bot.sim.server import SimOptions, SimServer, build_simulator
+
+    sim = build_simulator(SimOptions(speed=0), feed=sim_feed)
+    with SimServer(sim) as server:
+        yield server
+
+
+@pytest.fixture
+async def sim_client(sim_server: Any, test_key: SecretStr) -> Any:
+    """An AluraClient for the test wallet, talking to `sim_server` over HTTP."""
+    from bot.api.alura import AluraClient
+    from bot.api.auth import WalletAuth
+    from bot.api.transport import Transport
+
+    transport = Transport(sim_server.url)
+    client = AluraClient(transport, WalletAuth(test_key, transport))
+    yield client
+    await client.aclose()
