@@ -144,16 +144,6 @@ class Candles:
         z = np.empty(0, dtype=np.float64)
         return cls(symbol, interval, np.empty(0, dtype=np.int64), z, z, z, z, z)
 
-    @classmethod
-    def from_matrix(cls, symbol: str, interval: str, rows: NDArray[Any]) -> Candles:
-        """Build from an (n, 6) array in CSV column order; columns are copied contiguous."""
-        m = np.asarray(rows)
-        if m.ndim != 2 or m.shape[1] != 6:
-            raise ValueError(f"expected an (n, 6) array, got shape {m.shape}")
-        cols = [np.ascontiguousarray(m[:, j], dtype=np.float64) for j in range(1, 6)]
-        ts = np.ascontiguousarray(m[:, 0]).astype(np.int64)
-        return cls(symbol, interval, ts, *cols)
-
     def __len__(self) -> int:
         return len(self.ts)
 
@@ -180,8 +170,8 @@ class Candles:
         return int(self.ts[-1]) + self.interval_ms if len(self) else None
 
     def __getitem__(self, key: slice) -> Candles:
-        if not isinstance(key, slice):
-            raise TypeError("Candles only supports slicing; index the column arrays for rows")
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("Candles only supports contiguous slices; use resample to thin out")
         return Candles(
             self.symbol,
             self.interval,
@@ -212,10 +202,6 @@ class Candles:
         after it); callers that need closed candles only use `upto`.
         """
         return int(np.searchsorted(self.ts, ts_ms, side="right")) - 1
-
-    def matrix(self) -> FloatArray:
-        """(n, 6) float64 array in CSV column order (timestamps as floats, exact below 2**53)."""
-        return np.column_stack([getattr(self, c) for c in _FIELDS]).astype(np.float64)
 
 
 _FIELDS: tuple[str, ...] = ("ts", *COLUMNS[1:])

@@ -333,6 +333,8 @@ def test_candles_slicing_and_time_lookup(make_candles: MakeCandles) -> None:
     assert c.index_at(T0 + 100 * STEP) == 9
     with pytest.raises(TypeError):
         c[3]  # type: ignore[index]
+    with pytest.raises(TypeError, match="contiguous"):
+        c[::2]
     assert "BTC 5m, 10 rows" in repr(c)
     assert Candles.empty("BTC", "1h").end_ms is None
 
