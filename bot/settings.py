@@ -104,6 +104,44 @@ class PositionsSettings(_Section):
         return validate_solana_address(value)
 
 
+class StrategyConfig(_Section):
+    """One strategy instance: which, on which assets, with which params (validated by it)."""
+
+    name: str
+    enabled: bool = True
+    assets: list[str] = ["BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX"]
+    params: dict[str, Any] = {}
+
+
+class RiskSettings(_Section):
+    """Limits the RiskGate enforces on every opening decision."""
+
+    max_open_sessions: Annotated[int, Field(ge=1, le=100)] = 3
+    max_budget_per_session: Annotated[Decimal, Field(ge=10)] = Decimal("250")
+    max_total_budget: Annotated[Decimal, Field(ge=10)] = Decimal("1000")
+    daily_loss_limit: Annotated[Decimal, Field(gt=0)] = Decimal("100")
+    cooldown_s: Annotated[int, Field(ge=0, le=7 * 86_400)] = 3600
+    stale_after_intervals: Annotated[int, Field(ge=1, le=100)] = 2
+    min_free_balance: Annotated[Decimal, Field(ge=0)] = Decimal("20")
+
+
+class EngineSettings(_Section):
+    """Scheduling of the daemon's jobs."""
+
+    tick_offset_s: Annotated[float, Field(ge=0, le=300)] = 5.0
+    reconcile_every_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    stats_every_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    lookback_candles: Annotated[int, Field(ge=50, le=5000)] = 1000
+    strategy_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    misfire_grace_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=60)] = 8.0
+    paper_balance: Annotated[Decimal, Field(ge=0)] = Decimal("10000")
+
+
+def _default_strategies() -> list[StrategyConfig]:
+    return [StrategyConfig(name="signal_follower"), StrategyConfig(name="position_guard")]
+
+
 class Settings(BaseSettings):
     """Everything the bot can be told; each field is documented in config/alura-bot.example.toml."""
 
@@ -131,9 +169,13 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9108
     max_clock_skew_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     default_budget_usd: Annotated[Decimal, Field(ge=10)] = Decimal("100")
+    strategies_dir: Path | None = None
+    strategies: list[StrategyConfig] = Field(default_factory=_default_strategies)
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     positions: PositionsSettings = PositionsSettings()
+    risk: RiskSettings = RiskSettings()
+    engine: EngineSettings = EngineSettings()
 
     # The key itself is never a setting: it is loaded by `load_private_key` from a file.
 

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import Enum
-from typing import Final, Literal, TypeVar, get_args
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from bot.domain import ExecutionStrategy, Side, StrategyDuration
 
@@ -84,6 +84,8 @@ __all__ = [
     "presets_from_mapping",
     "quick_spec",
     "settle",
+    "state_from_json",
+    "state_to_json",
     "to_decimal",
 ]
 
@@ -936,3 +938,51 @@ class Wallet:
 
     def conservation_error(self) -> float:
         return self.balance + self.locked - self.realised_pnl + self.fees_paid - self.net_deposits
+
+
+# -- persistence: plain JSON, so a restarted simulator or paper executor resumes exactly ----------
+
+
+def state_to_json(state: SessionState) -> dict[str, Any]:
+    """`{"spec": ..., "state": ...}` with enums by value; floats survive JSON exactly (repr)."""
+    spec = asdict(state.spec)
+    spec["execution_strategy"] = (
+        state.spec.execution_strategy.value if state.spec.execution_strategy else None
+    )
+    spec["strategy_duration"] = (
+        state.spec.strategy_duration.value if state.spec.strategy_duration else None
+    )
+    return {
+        "spec": spec,
+        "state": {
+            "cash": state.cash,
+            "positions": [asdict(p) for p in state.positions],
+            "fills": [asdict(f) for f in state.fills],
+            "realised_pnl": state.realised_pnl,
+            "fees_paid": state.fees_paid,
+            "positions_opened": state.positions_opened,
+            "status": state.status,
+            "close_reason": state.close_reason,
+            "closed_at_ms": state.closed_at_ms,
+        },
+    }
+
+
+def state_from_json(data: dict[str, Any], fees: FeeSchedule) -> SessionState:
+    spec_data = dict(data["spec"])
+    if spec_data["execution_strategy"]:
+        spec_data["execution_strategy"] = ExecutionStrategy(spec_data["execution_strategy"])
+    if spec_data["strategy_duration"]:
+        spec_data["strategy_duration"] = StrategyDuration(spec_data["strategy_duration"])
+    state = SessionState(SessionSpec(**spec_data), fees)
+    raw = data["state"]
+    state.cash = raw["cash"]
+    state.positions = [Position(**p) for p in raw["positions"]]
+    state.fills = [Fill(**f) for f in raw["fills"]]
+    state.realised_pnl = raw["realised_pnl"]
+    state.fees_paid = raw["fees_paid"]
+    state.positions_opened = raw["positions_opened"]
+    state.status = raw["status"]
+    state.close_reason = raw["close_reason"]
+    state.closed_at_ms = raw["closed_at_ms"]
+    return state

@@ -12,7 +12,7 @@ waits). Entries happen at the open of the first base bar after the session was c
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -567,14 +567,6 @@ class TradingVenue:
 
 
 def _session_to_json(s: SimSession) -> dict[str, Any]:
-    st = s.state
-    spec = asdict(st.spec)
-    spec["execution_strategy"] = (
-        st.spec.execution_strategy.value if st.spec.execution_strategy else None
-    )
-    spec["strategy_duration"] = (
-        st.spec.strategy_duration.value if st.spec.strategy_duration else None
-    )
     return {
         "id": s.id,
         "trade_id": s.trade_id,
@@ -585,46 +577,17 @@ def _session_to_json(s: SimSession) -> dict[str, Any]:
         "processed_upto_ms": s.processed_upto_ms,
         "logs": s.logs,
         "settled": s.settled,
-        "spec": spec,
-        "state": {
-            "cash": st.cash,
-            "positions": [asdict(p) for p in st.positions],
-            "fills": [asdict(f) for f in st.fills],
-            "realised_pnl": st.realised_pnl,
-            "fees_paid": st.fees_paid,
-            "positions_opened": st.positions_opened,
-            "status": st.status,
-            "close_reason": st.close_reason,
-            "closed_at_ms": st.closed_at_ms,
-        },
+        **sm.state_to_json(s.state),
     }
 
 
 def _session_from_json(data: dict[str, Any], fees: sm.FeeSchedule) -> SimSession:
-    spec_data = dict(data["spec"])
-    from bot.domain import ExecutionStrategy, StrategyDuration
-
-    if spec_data["execution_strategy"]:
-        spec_data["execution_strategy"] = ExecutionStrategy(spec_data["execution_strategy"])
-    if spec_data["strategy_duration"]:
-        spec_data["strategy_duration"] = StrategyDuration(spec_data["strategy_duration"])
-    state = sm.SessionState(sm.SessionSpec(**spec_data), fees)
-    raw = data["state"]
-    state.cash = raw["cash"]
-    state.positions = [sm.Position(**p) for p in raw["positions"]]
-    state.fills = [sm.Fill(**f) for f in raw["fills"]]
-    state.realised_pnl = raw["realised_pnl"]
-    state.fees_paid = raw["fees_paid"]
-    state.positions_opened = raw["positions_opened"]
-    state.status = raw["status"]
-    state.close_reason = raw["close_reason"]
-    state.closed_at_ms = raw["closed_at_ms"]
     return SimSession(
         id=data["id"],
         trade_id=data["trade_id"],
         wallet=data["wallet"],
         asset=data["asset"],
-        state=state,
+        state=sm.state_from_json(data, fees),
         created_at_ms=data["created_at_ms"],
         request=data["request"],
         processed_upto_ms=data["processed_upto_ms"],

@@ -22,11 +22,15 @@ EXAMPLE = REPO_ROOT / "config" / "alura-bot.example.toml"
 
 
 def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf setting; a list of models counts as a section of its own."""
     out = []
     for name, info in model.model_fields.items():
         ann = info.annotation
+        item = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out += field_paths(ann, f"{prefix}{name}.")
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            out += field_paths(item, f"{prefix}{name}.")
         else:
             out.append(prefix + name)
     return out
@@ -40,9 +44,9 @@ def test_example_config_loads_and_equals_defaults(clean_env: Path) -> None:
 def test_example_config_documents_every_setting() -> None:
     text = EXAMPLE.read_text()
     sections = {"": text.split("\n[")[0]}
-    for block in re.split(r"^\[", text, flags=re.M)[1:]:
+    for block in re.split(r"^\[+", text, flags=re.M)[1:]:
         name, _, body = block.partition("]")
-        sections[name + "."] = body
+        sections[name + "."] = sections.get(name + ".", "") + body
     missing = []
     for path in field_paths(Settings):
         section, _, leaf = path.rpartition(".")
