@@ -33,7 +33,9 @@ ASSETS = range(6)
 def start_sim() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "sim", "--port", "0", "--balance", "100000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -71,12 +73,17 @@ async def run_load(url: str, seconds: float, concurrency: int, kind: str) -> dic
                     r = await client.get("/api/indicators/signals/all/1h")
                     ok = r.status_code == 200
                 else:
-                    r = await client.post("/trading-sessions", headers=headers, json={
-                        "budget": 10, "profitTarget": 2, "assetIndex": asset})
+                    r = await client.post(
+                        "/trading-sessions",
+                        headers=headers,
+                        json={"budget": 10, "profitTarget": 2, "assetIndex": asset},
+                    )
                     ok = r.status_code == 201
                     if ok:
-                        r2 = await client.post(f"/trading-sessions/trades/{r.json()['tradeId']}/close",
-                                               headers=headers)
+                        trade = r.json()["tradeId"]
+                        r2 = await client.post(
+                            f"/trading-sessions/trades/{trade}/close", headers=headers
+                        )
                         ok = r2.status_code == 200
                 latencies.append(time.perf_counter() - t)
                 errors += 0 if ok else 1
@@ -102,15 +109,23 @@ def main() -> None:
     args = parser.parse_args()
     proc, url = start_sim()
     try:
-        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
-              f"{platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-        print(f"{'workload':<28}{'req/s':>10}{'vs 50-bot fleet':>18}{'p50 ms':>10}{'p99 ms':>10}"
-              f"{'errors':>8}")
-        for kind, label in (("signals", "GET signals/all/1h"),
-                            ("sessions", "session create + close")):
+        print(
+            f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        print(
+            f"{'workload':<28}{'req/s':>10}{'vs 50-bot fleet':>18}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'errors':>8}"
+        )
+        for kind, label in (
+            ("signals", "GET signals/all/1h"),
+            ("sessions", "session create + close"),
+        ):
             r = asyncio.run(run_load(url, args.seconds, args.concurrency, kind))
-            print(f"{label:<28}{r['rps']:>10.0f}{r['rps'] / FLEET_RPS:>17.1f}x{r['p50_ms']:>10.1f}"
-                  f"{r['p99_ms']:>10.1f}{r['errors']:>8.0f}")
+            print(
+                f"{label:<28}{r['rps']:>10.0f}{r['rps'] / FLEET_RPS:>17.1f}x{r['p50_ms']:>10.1f}"
+                f"{r['p99_ms']:>10.1f}{r['errors']:>8.0f}"
+            )
     finally:
         proc.kill()
         proc.wait()

@@ -227,6 +227,217 @@ def sim(
         raise typer.Exit(2) from None
 
 
+JournalOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="Journal file (default: journal_path from the config).",
+        show_default=False,
+    ),
+]
+
+
+def _journal(config: Path | None, journal: Path | None) -> Any:
+    from bot.journal import Journal
+
+    path = journal or _settings(config).journal_path
+    if not Path(path).exists():
+        typer.echo(f"no journal at {path} (has the daemon run with this config?)", err=True)
+        raise typer.Exit(2)
+    return Journal.open(path)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help='Trade for real. Also needs mode = "live" in the config.'),
+    ] = False,
+    base_url: BaseUrlOpt = None,
+    key_file: KeyFileOpt = None,
+) -> None:
+    """Run the daemon: paper mode unless the config says mode = "live" AND --live is given."""
+    from bot.engine.daemon import Daemon, LiveModeRefused, effective_mode
+    from bot.settings import ConfigError, load_private_key
+    from strategies import StrategyParamsError, UnknownStrategy
+
+    settings = _settings(config, base_url=base_url, private_key_file=key_file)
+    try:
+        mode = effective_mode(settings, live)
+        key = load_private_key(settings) if mode == "live" else _optional_key(settings)
+        daemon = Daemon(settings, key=key, live=live, metrics=_metrics())
+    except (LiveModeRefused, ConfigError, StrategyParamsError, UnknownStrategy) as exc:
+        for line in getattr(exc, "problems", None) or str(exc).splitlines():
+            typer.echo(f"config error: {line}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(asyncio.run(_serve(daemon, settings)))
+
+
+def _optional_key(settings: Any) -> Any:
+    from bot.settings import ConfigError, load_private_key
+
+    try:
+        return load_private_key(settings)
+    except ConfigError:
+        return None
+
+
+def _metrics() -> Any:
+    try:
+        from bot.metrics import Metrics
+    except ImportError:  # pragma: no cover - metrics module is part of the package
+        return None
+    return Metrics()
+
+
+async def _serve(daemon: Any, settings: Any) -> int:
+    server = None
+    if daemon.metrics is not None:
+        from bot.metrics import MetricsServer
+
+        server = MetricsServer(
+            daemon.metrics, host=settings.metrics_host, port=settings.metrics_port
+        )
+        server.start(loop_alive=daemon.loop_alive, is_ready=daemon.is_ready)
+    try:
+        return int(await daemon.run())
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds of wall time to run.")] = 60.0,
+    speed: Annotated[
+        float, typer.Option(help="Market clock speed (3600 = one simulated hour per second).")
+    ] = 3600.0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to keep the demo journal (default: a new temp dir).", show_default=False
+        ),
+    ] = None,
+    no_table: Annotated[
+        bool, typer.Option("--no-table", help="No live table (for logs and CI).")
+    ] = False,
+) -> None:
+    """Simulator + daemon in one process on an accelerated synthetic market: no key, no network."""
+    from rich.console import Console
+
+    from bot.demo import print_summary, run_demo
+    from bot.logs import setup_logging
+
+    if duration <= 0 or speed <= 0:
+        typer.echo("duration and speed must be positive", err=True)
+        raise typer.Exit(2)
+    console = Console()
+    setup_logging("WARNING", "console")
+    summary = asyncio.run(
+        run_demo(
+            duration, speed, seed, workdir, console, live_table=not no_table, metrics=_metrics()
+        )
+    )
+    print_summary(summary, console)
+
+
+@app.command()
+def status(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
+    """Open sessions, today's PnL, last tick age and the kill switch, from the journal."""
+    import time as _time
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    j = _journal(config, journal)
+    now = int(_time.time() * 1000)
+    day = now - now % 86_400_000
+    last = j.last_tick()
+    console = Console()
+    console.print(f"paused: {'YES' if j.paused else 'no'}")
+    if last is None:
+        console.print("last tick: never")
+    else:
+        age = (now - last.started_at) / 1000
+        console.print(
+            f"last tick: {age:.0f} s ago ({'ok' if last.ok else 'failed: ' + str(last.error)})"
+        )
+    console.print(
+        f"realised PnL today: {j.realized_pnl_between(day, now + 1):+} USDC; "
+        f"all time: {j.realized_pnl_total():+} USDC; fees {j.fees_total()} USDC"
+    )
+    unresolved = j.unresolved_intents()
+    if unresolved:
+        console.print(
+            f"[yellow]unresolved intents: {len(unresolved)} (reconciled at next start)[/]"
+        )
+    table = Table(title="open sessions")
+    for col in ("id", "asset", "kind", "strategy", "budget", "mode", "opened (UTC)"):
+        table.add_column(col)
+    for r in j.open_sessions():
+        opened = datetime.fromtimestamp(r.opened_at / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(r.id, r.asset, r.kind, r.strategy, str(r.budget), r.mode, opened)
+    console.print(table)
+    j.close()
+
+
+@app.command()
+def pause(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
+    """Kill switch on: the daemon opens nothing from its next tick on (closes still go through)."""
+    j = _journal(config, journal)
+    j.set_paused(True)
+    j.close()
+    typer.echo("paused: no new sessions from the next tick on")
+
+
+@app.command()
+def resume(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
+    """Kill switch off."""
+    j = _journal(config, journal)
+    j.set_paused(False)
+    j.close()
+    typer.echo("resumed")
+
+
+@app.command(name="close-all")
+def close_all(
+    config: ConfigOpt = None,
+    journal: JournalOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really do it.")] = False,
+) -> None:
+    """Pause and close every session: position_guard closes them all within one tick."""
+    if not yes:
+        typer.echo("close-all pauses the bot and closes every open session; add --yes", err=True)
+        raise typer.Exit(2)
+    j = _journal(config, journal)
+    j.set_paused(True)
+    count = len(j.open_sessions())
+    j.close()
+    typer.echo(f"paused; position_guard closes the {count} open session(s) on the next tick")
+
+
+journal_app = typer.Typer(help="Read the journal.", no_args_is_help=True)
+app.add_typer(journal_app, name="journal")
+
+
+@journal_app.command("tail")
+def journal_tail(
+    config: ConfigOpt = None,
+    journal: JournalOpt = None,
+    n: Annotated[int, typer.Option("-n", help="How many events.")] = 20,
+) -> None:
+    """The most recent decisions and intents, newest last."""
+    import json as _json
+
+    j = _journal(config, journal)
+    for event in reversed(j.tail(n)):
+        typer.echo(_json.dumps(event, default=str))
+    j.close()
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())

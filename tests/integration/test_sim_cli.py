@@ -17,15 +17,30 @@ from eth_account.messages import encode_defunct
 
 from tests.conftest import TEST_ADDRESS, TEST_KEY
 
-OPTIONS = ["--host", "--port", "--seed", "--market", "--csv-interval", "--speed", "--start",
-           "--token-ttl", "--nonce-ttl", "--balance", "--builder-fee", "--state", "--faults",
-           "--owner-check"]
+OPTIONS = [
+    "--host",
+    "--port",
+    "--seed",
+    "--market",
+    "--csv-interval",
+    "--speed",
+    "--start",
+    "--token-ttl",
+    "--nonce-ttl",
+    "--balance",
+    "--builder-fee",
+    "--state",
+    "--faults",
+    "--owner-check",
+]
 
 
 def start_sim(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "sim", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -54,8 +69,13 @@ def login(url: str) -> str:
 
 
 def test_help_documents_every_option() -> None:
-    out = subprocess.run([sys.executable, "-m", "bot", "sim", "--help"], capture_output=True,
-                         text=True, env={**os.environ, "COLUMNS": "200"}, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "sim", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
     for option in OPTIONS:
         assert option in out
 
@@ -66,9 +86,17 @@ def test_serves_the_documented_api(procs: list[subprocess.Popen[str]]) -> None:
     signals = httpx.get(f"{url}/api/indicators/signals/all/1h").json()["signals"]
     assert {s["signal"] for s in signals} <= {"BUY", "SELL", "NEUTRAL"} and len(signals) == 6
     token = login(url)
-    resp = httpx.post(f"{url}/trading-sessions", headers={"Authorization": f"Bearer {token}"},
-                      json={"budget": 100, "profitTarget": 40, "lossThreshold": 5,
-                            "maxPositions": 3, "assetIndex": 0})
+    resp = httpx.post(
+        f"{url}/trading-sessions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "budget": 100,
+            "profitTarget": 40,
+            "lossThreshold": 5,
+            "maxPositions": 3,
+            "assetIndex": 0,
+        },
+    )
     assert resp.status_code == 201 and resp.json()["assetIndex"] == 0
 
 
@@ -78,8 +106,11 @@ def test_state_survives_kill_9(procs: list[subprocess.Popen[str]], tmp_path: Pat
     procs.append(proc)
     token = login(url)
     auth = {"Authorization": f"Bearer {token}"}
-    created = httpx.post(f"{url}/trading-sessions", headers=auth,
-                         json={"budget": 100, "profitTarget": 2, "assetIndex": 2}).json()
+    created = httpx.post(
+        f"{url}/trading-sessions",
+        headers=auth,
+        json={"budget": 100, "profitTarget": 2, "assetIndex": 2},
+    ).json()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert oct(state.stat().st_mode & 0o777) == "0o600"
@@ -92,7 +123,11 @@ def test_state_survives_kill_9(procs: list[subprocess.Popen[str]], tmp_path: Pat
 def test_bad_fault_profile_exits_2(tmp_path: Path) -> None:
     faults = tmp_path / "faults.toml"
     faults.write_text('[[rule]]\nkind = "meteor"\n')
-    out = subprocess.run([sys.executable, "-m", "bot", "sim", "--faults", str(faults)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "sim", "--faults", str(faults)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "kind = 'meteor'" in out.stderr
     assert "Traceback" not in out.stderr

@@ -32,8 +32,11 @@ async def test_all_checks_pass_with_a_working_venue(
     venue.on("GET", "/health", health_with_date(0))
     checks = await run_checks(settings, client_factory=factory(client_for))
     assert {c.name: c.status for c in checks} == {
-        "config": Status.OK, "private key": Status.OK, "reachability": Status.OK,
-        "clock skew": Status.OK, "auth round trip": Status.OK,
+        "config": Status.OK,
+        "private key": Status.OK,
+        "reachability": Status.OK,
+        "clock skew": Status.OK,
+        "auth round trip": Status.OK,
     }
     assert TEST_ADDRESS in next(c.detail for c in checks if c.name == "private key")
     assert venue.logins == 1
@@ -48,9 +51,7 @@ async def test_clock_skew_beyond_limit_fails(
     assert "+120" in checks["clock skew"].detail
 
 
-async def test_key_address_mismatch_warns(
-    settings: Settings, venue: Any, client_for: Any
-) -> None:
+async def test_key_address_mismatch_warns(settings: Settings, venue: Any, client_for: Any) -> None:
     other = "0x" + "ab" * 20
     settings = settings.model_copy(update={"wallet_address": other})
     venue.on("GET", "/health", health_with_date(0))
@@ -64,7 +65,8 @@ async def test_refused_login_fails_the_auth_check(
 ) -> None:
     venue.on("GET", "/health", health_with_date(0))
     venue.routes[("POST", "/auth/evm/verify")] = lambda r: httpx.Response(
-        401, json={"message": "Invalid signature"})
+        401, json={"message": "Invalid signature"}
+    )
     checks = {c.name: c for c in await run_checks(settings, client_factory=factory(client_for))}
     assert checks["auth round trip"].status is Status.FAIL
     assert "Invalid signature" in checks["auth round trip"].detail

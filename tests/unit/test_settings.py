@@ -26,7 +26,8 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     out = []
     for name, info in model.model_fields.items():
         ann = info.annotation
-        item = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
+        is_list = getattr(ann, "__origin__", None) is list
+        item = getattr(ann, "__args__", (None,))[0] if is_list else None
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out += field_paths(ann, f"{prefix}{name}.")
         elif isinstance(item, type) and issubclass(item, BaseModel):

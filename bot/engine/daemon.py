@@ -1,0 +1,365 @@
+"""The long-running daemon: builds the engine from settings and runs it under APScheduler.
+
+Jobs: one tick per strategy interval at each candle close (+ offset), a reconcile job, a stats job.
+Start-up reconciles before the first tick and only then tells systemd READY=1. SIGTERM/SIGINT stop
+scheduling, let an in-flight tick finish (bounded), and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import SecretStr
+
+from bot import __version__
+from bot.api.alura import AluraClient
+from bot.api.errors import ApiError
+from bot.domain import INTERVAL_SECONDS
+from bot.engine.clock import Clock, SystemClock
+from bot.engine.executor import LiveExecutor, PaperExecutor
+from bot.engine.market import LiveMarket
+from bot.engine.reconcile import reconcile
+from bot.engine.risk import RiskGate, RiskLimits
+from bot.engine.systemd import Notifier
+from bot.engine.tick import Engine, StrategySlot, TickReport
+from bot.journal import Journal
+from bot.settings import Mode, Settings
+
+log = logging.getLogger("bot.daemon")
+PAPER_STATE_KEY = "paper_executor"
+
+
+class LiveModeRefused(Exception):
+    """Live trading needs mode = "live" in the config AND --live on the command line."""
+
+
+def effective_mode(settings: Settings, live_flag: bool) -> str:
+    """Safety rule 1: both switches, or paper."""
+    if settings.mode is Mode.LIVE and live_flag:
+        return "live"
+    if live_flag and settings.mode is not Mode.LIVE:
+        raise LiveModeRefused('--live given but the config says mode = "paper"; set both')
+    return "paper"
+
+
+def build_slots(settings: Settings) -> list[StrategySlot]:
+    import strategies
+
+    slots = []
+    for cfg in settings.strategies:
+        if cfg.enabled:
+            instance = strategies.create(cfg.name, cfg.params, settings.strategies_dir)
+            slots.append(StrategySlot(instance, [a.upper() for a in cfg.assets]))
+    return slots
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    r = settings.risk
+    return RiskLimits(
+        max_open_sessions=r.max_open_sessions,
+        max_budget_per_session=r.max_budget_per_session,
+        max_total_budget=r.max_total_budget,
+        daily_loss_limit=r.daily_loss_limit,
+        cooldown_s=r.cooldown_s,
+        stale_after_intervals=r.stale_after_intervals,
+        min_free_balance=r.min_free_balance,
+    )
+
+
+def next_boundary_delay_s(
+    market_now_ms: int, interval: str, offset_s: float, speed: float
+) -> float:
+    """Wall seconds until the next candle close of `interval` (+ offset) on the market clock."""
+    step = INTERVAL_SECONDS[interval] * 1000
+    target = market_now_ms - market_now_ms % step + step + int(offset_s * 1000)
+    if target - step > market_now_ms:
+        target -= step
+    return max(0.0, (target - market_now_ms) / 1000 / speed)
+
+
+@dataclass
+class DaemonParts:
+    engine: Engine
+    journal: Journal
+    client: AluraClient
+    mode: str
+
+
+class Daemon:
+    """Owns the scheduler, the engine, the journal, the client, metrics and systemd notification."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        key: SecretStr | None,
+        live: bool,
+        clock: Clock | None = None,
+        speed: float = 1.0,
+        notifier: Notifier | None = None,
+        metrics: Any = None,
+        on_tick: Callable[[TickReport], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mode = effective_mode(settings, live)
+        self.key = key
+        self.clock = clock or SystemClock()
+        self.speed = speed
+        self.notifier = notifier or Notifier()
+        self.metrics = metrics
+        self.on_tick = on_tick
+        self.stop_event = asyncio.Event()
+        self.scheduler: AsyncIOScheduler | None = None
+        self.parts: DaemonParts | None = None
+        self.ready = False
+        self.authenticated = False
+        self.last_beat = time.monotonic()
+        self._beat_task: asyncio.Task[None] | None = None
+
+    # -- assembly ---------------------------------------------------------------------------
+
+    def build(self) -> DaemonParts:
+        s = self.settings
+        hooks = [self.metrics.observe_request] if self.metrics is not None else []
+        client = AluraClient.from_settings(s, self.key, hooks=hooks)
+        journal = Journal.open(s.journal_path)
+        if self.mode == "live":
+            executor: Any = LiveExecutor(client)
+        else:
+            executor = PaperExecutor(balance=s.engine.paper_balance)
+            saved = journal.get_control(PAPER_STATE_KEY)
+            if saved:
+                executor.load_json(json.loads(saved))
+
+        async def reconciler(why: str) -> None:
+            await self._reconcile_unlocked(why)
+
+        engine = Engine(
+            slots=build_slots(s),
+            market=LiveMarket(client, lookback=s.engine.lookback_candles),
+            executor=executor,
+            journal=journal,
+            risk=RiskGate(risk_limits(s)),
+            clock=self.clock,
+            strategy_timeout_s=s.engine.strategy_timeout_s,
+            metrics=self.metrics,
+            reconciler=reconciler,
+            on_tick=self._after_tick,
+        )
+        self.parts = DaemonParts(engine, journal, client, self.mode)
+        return self.parts
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def reconcile(self, why: str = "periodic") -> None:
+        """The reconcile job: never concurrently with a tick (a request may be in flight)."""
+        assert self.parts is not None
+        if self.parts.engine.stopping:
+            return
+        try:
+            async with self.parts.engine.lock:
+                await self._reconcile_unlocked(why)
+        except asyncio.CancelledError:
+            if not self.parts.engine.stopping:
+                raise
+
+    async def _reconcile_unlocked(self, why: str) -> None:
+        assert self.parts is not None
+        p = self.parts
+        if self.mode == "live":
+            try:
+                report = await reconcile(p.client, p.journal, self.clock, self.mode)
+                self.authenticated = True
+            except ApiError as exc:
+                log.warning("reconcile (%s) failed: %s", why, exc)
+                return
+            if report.adopted or report.failed_intents or report.closed_sessions or report.orphans:
+                log.info(
+                    "reconciled (%s): adopted %d, failed intents %d, closed %d, orphans %d",
+                    why,
+                    len(report.adopted),
+                    len(report.failed_intents),
+                    len(report.closed_sessions),
+                    len(report.orphans),
+                )
+        else:
+            self._reconcile_paper()
+
+    def _reconcile_paper(self) -> None:
+        """Paper mode: the executor's saved book is the venue."""
+        assert self.parts is not None
+        p = self.parts
+        executor = p.engine.executor
+        assert isinstance(executor, PaperExecutor)
+        now = self.clock.now_ms()
+        for intent in p.journal.unresolved_intents():
+            if intent.session_id and intent.session_id in executor.sessions:
+                p.journal.confirm(intent.id, {"paper": True}, intent.session_id, now)
+            else:
+                p.journal.fail(intent.id, "paper: not in the paper book after restart", now)
+        for row in p.journal.open_sessions():
+            if row.mode == "paper" and row.id not in executor.sessions:
+                p.journal.close_session(row.id, now, Decimal(0), Decimal(0))
+        self.authenticated = True
+
+    async def tick(self, interval: str) -> None:
+        assert self.parts is not None
+        try:
+            await self.parts.engine.tick(interval)
+        except asyncio.CancelledError:
+            if not self.parts.engine.stopping:
+                raise
+
+    def _after_tick(self, report: TickReport) -> None:
+        assert self.parts is not None
+        executor = self.parts.engine.executor
+        if isinstance(executor, PaperExecutor):
+            self.parts.journal.set_control(PAPER_STATE_KEY, json.dumps(executor.to_json()))
+        self.notifier.watchdog()
+        self.notifier.status(
+            f"last tick {datetime.now(UTC):%H:%M:%S} ({report.interval}); "
+            f"opened {len(report.opened)}, closed {len(report.closed)}, "
+            f"realised {self.parts.journal.realized_pnl_total()} USDC"
+        )
+        if self.on_tick is not None:
+            self.on_tick(report)
+
+    async def stats(self) -> None:
+        assert self.parts is not None
+        if self.metrics is None:
+            return
+        p = self.parts
+        try:
+            account = await p.engine.executor.account(self.clock.now_ms())
+        except ApiError as exc:
+            log.warning("stats refresh failed: %s", exc.kind)
+            return
+        self.metrics.refresh_from(p.journal, account, self.clock.now_ms())
+
+    def is_ready(self) -> tuple[bool, str]:
+        if not self.ready or self.parts is None:
+            return False, "starting"
+        if not self.authenticated:
+            return False, "not authenticated"
+        last = self.parts.engine.last_tick_ms
+        if last is None:
+            return True, "no tick yet"
+        step = INTERVAL_SECONDS[self.parts.engine.intervals()[0]] * 1000
+        age = self.clock.now_ms() - last
+        stale = age > 3 * step
+        return (not stale, f"last tick {age / 1000:.0f} s ago" if stale else "ok")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def schedule(self) -> AsyncIOScheduler:
+        assert self.parts is not None
+        s = self.settings.engine
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        wall_now = datetime.now(UTC)
+        for interval in self.parts.engine.intervals():
+            delay = next_boundary_delay_s(
+                self.clock.now_ms(), interval, s.tick_offset_s, self.speed
+            )
+            period = INTERVAL_SECONDS[interval] / self.speed
+            scheduler.add_job(
+                self.tick,
+                IntervalTrigger(seconds=period, start_date=wall_now + timedelta(seconds=delay)),
+                args=[interval],
+                id=f"tick-{interval}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=s.misfire_grace_s,
+            )
+        scheduler.add_job(
+            self.reconcile,
+            IntervalTrigger(
+                seconds=s.reconcile_every_s / self.speed if self.speed > 1 else s.reconcile_every_s
+            ),
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=s.misfire_grace_s,
+        )
+        scheduler.add_job(
+            self.stats,
+            IntervalTrigger(seconds=min(s.stats_every_s, 60.0)),
+            id="stats",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=s.misfire_grace_s,
+            next_run_time=wall_now,
+        )
+        return scheduler
+
+    def loop_alive(self) -> bool:
+        """The event loop ran its heartbeat recently (a stalled loop answers 503 on /healthz)."""
+        return time.monotonic() - self.last_beat < 15.0
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.last_beat = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def start(self) -> None:
+        self._beat_task = asyncio.create_task(self._heartbeat())
+        self.build()
+        if self.metrics is not None:
+            assert self.parts is not None
+            first = self.parts.engine.intervals()[0]
+            self.metrics.tick_interval.set(INTERVAL_SECONDS[first] / self.speed)
+            self.metrics.daily_loss_limit.set(float(self.settings.risk.daily_loss_limit))
+        log.info(
+            "starting alura-bot %s in %s mode against %s",
+            __version__,
+            self.mode,
+            self.settings.base_url,
+        )
+        await self.reconcile("start-up")
+        self.scheduler = self.schedule()
+        self.scheduler.start()
+        self.ready = True
+        self.notifier.ready(f"{self.mode} mode; reconciled")
+
+    async def stop(self) -> None:
+        """Stop scheduling, let an in-flight tick finish (bounded), close everything."""
+        self.notifier.stopping()
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+        if self.parts is not None:
+            self.parts.engine.stopping = True
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.parts is not None:
+            try:
+                await asyncio.wait_for(
+                    self.parts.engine.lock.acquire(), self.settings.engine.shutdown_timeout_s
+                )
+            except TimeoutError:
+                log.warning("in-flight tick did not finish in time; its intent stays for reconcile")
+            with contextlib.suppress(Exception):
+                await self.parts.client.aclose()
+            self.parts.journal.close()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop_event.set)
+        await self.start()
+        await self.stop_event.wait()
+        started = time.monotonic()
+        await self.stop()
+        log.info("stopped cleanly in %.1f s", time.monotonic() - started)
+        return 0

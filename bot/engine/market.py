@@ -1,0 +1,118 @@
+"""The market as the engine sees it each tick: validated closed candles and backend signals.
+
+Candles are cached per (asset, interval) and only grow: the first fetch brings `lookback` closed
+candles, later ticks append the newly closed ones. Strategies therefore see one continuous
+history from a fixed first candle, exactly what a backtest over the same candles sees (recursive
+indicators such as EMAs give identical values). Anything malformed is dropped with a reason, so a
+strategy only ever sees validated data (the asset simply holds for that tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.api.alura import AluraClient
+from bot.api.errors import ApiError
+from bot.api.models import Candle, Signal
+from bot.domain import INTERVAL_SECONDS
+from bot.market.data import CandleDataError, Candles, check_candles
+
+log = logging.getLogger(__name__)
+REFRESH_CANDLES = 10
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """What one tick decides on; `problems` says why an asset has no data this tick."""
+
+    now_ms: int
+    interval: str
+    candles: dict[str, Candles]
+    signals: dict[str, Signal]
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def signal_time_ms(self, asset: str) -> int | None:
+        sig = self.signals.get(asset)
+        return None if sig is None else sig.candle_time
+
+
+def candles_from_api(symbol: str, interval: str, rows: list[Candle]) -> Candles:
+    """Build and validate; raises CandleDataError naming the row when the venue sent garbage."""
+    ts = np.array([r.time for r in rows], dtype=np.int64)
+    cols = [
+        np.array([getattr(r, k) for r in rows], dtype=np.float64)
+        for k in ("open", "high", "low", "close", "volume")
+    ]
+    candles = Candles(symbol, interval, ts, *cols)
+    check_candles(candles, allow_gaps=True, source=f"venue {symbol} {interval}")
+    return candles
+
+
+def _append(old: Candles, new: Candles) -> Candles:
+    if not len(old):
+        return new
+    fresh = new.ts > old.ts[-1]
+    if not fresh.any():
+        return old
+    return Candles(
+        old.symbol,
+        old.interval,
+        np.concatenate([old.ts, new.ts[fresh]]),
+        *(
+            np.concatenate([getattr(old, k), getattr(new, k)[fresh]])
+            for k in ("open", "high", "low", "close", "volume")
+        ),
+    )
+
+
+class LiveMarket:
+    """Fetches candles and signals through the AluraClient, keeping a growing candle cache."""
+
+    def __init__(self, client: AluraClient, *, lookback: int = 1000) -> None:
+        self.client = client
+        self.lookback = lookback
+        self.cache: dict[tuple[str, str], Candles] = {}
+
+    async def _candles(self, asset: str, interval: str, now_ms: int) -> Candles:
+        key = (asset, interval)
+        have = self.cache.get(key)
+        step = INTERVAL_SECONDS[interval] * 1000
+        if have is not None and len(have):
+            missing = (now_ms - int(have.ts[-1])) // step
+            limit = min(self.lookback, int(missing) + REFRESH_CANDLES)
+        else:
+            limit = self.lookback
+        series = await self.client.candles(asset, interval, limit=limit)
+        fetched = candles_from_api(asset, interval, series.candles)
+        closed = fetched.upto(now_ms)
+        if have is not None and len(have) and len(closed) and closed.ts[0] > have.ts[-1] + step:
+            log.warning("candle gap for %s %s: refetching history", asset, interval)
+            have = None
+        merged = closed if have is None else _append(have, closed)
+        self.cache[key] = merged
+        return merged
+
+    async def snapshot(self, interval: str, assets: list[str], now_ms: int) -> MarketSnapshot:
+        candles: dict[str, Candles] = {}
+        problems: dict[str, str] = {}
+        signals: dict[str, Signal] = {}
+        try:
+            listing = await self.client.signals_all(interval)
+            signals = {s.symbol.upper(): s for s in listing.signals}
+        except ApiError as exc:
+            problems["*signals"] = f"signals unavailable: {exc.kind}"
+        results = await asyncio.gather(
+            *(self._candles(a, interval, now_ms) for a in assets), return_exceptions=True
+        )
+        for asset, result in zip(assets, results, strict=True):
+            if isinstance(result, Candles):
+                candles[asset] = result
+            elif isinstance(result, ApiError | CandleDataError):
+                problems[asset] = f"{type(result).__name__}: {result}"[:300]
+            elif isinstance(result, BaseException):
+                raise result
+        return MarketSnapshot(now_ms, interval, candles, signals, problems)

@@ -1,0 +1,430 @@
+"""One engine cycle: fetch, snapshot, strategies, risk, journal intent, execute, journal outcome.
+
+A failing or slow strategy is isolated (its error is journaled, the others go on); a decision is
+journaled with its verdict before anything is sent, and an intent is committed before any request
+that moves money (safety rule 2). An unknown outcome is reconciled, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from bot.api.errors import ApiError, DuplicateAsset, OutcomeUnknown
+from bot.domain import (
+    INTERVAL_SECONDS,
+    AccountView,
+    ClosePosition,
+    CloseSession,
+    Decision,
+    Hold,
+    OpenAdvanced,
+    OpenQuick,
+    SessionView,
+    Side,
+    decision_action,
+)
+from bot.engine.clock import Clock
+from bot.engine.executor import Executor, open_request
+from bot.engine.market import MarketSnapshot
+from bot.engine.risk import RiskGate
+from bot.journal import Journal
+from bot.market import session_model as sm
+from strategies.base import GuardState, PositionManager, Strategy
+
+log = logging.getLogger("bot.engine")
+ZERO = Decimal(0)
+DAY_MS = 86_400_000
+
+
+@dataclass
+class StrategySlot:
+    """A configured strategy instance and the assets it trades."""
+
+    strategy: Strategy[Any] | PositionManager
+    assets: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def interval(self) -> str | None:
+        return self.strategy.interval if isinstance(self.strategy, Strategy) else None
+
+
+@dataclass
+class TickReport:
+    tick_id: int
+    interval: str
+    decisions: list[tuple[Decision, bool, str]] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class MarketSource(Protocol):
+    """What the engine needs of the market (LiveMarket, or a replay in tests)."""
+
+    async def snapshot(self, interval: str, assets: list[str], now_ms: int) -> MarketSnapshot: ...
+
+
+def last_row_decisions(
+    strategy: Strategy[Any], asset: str, snapshot: MarketSnapshot, open_by_strategy: set[str]
+) -> list[Decision]:
+    """The engine's reading of a candle strategy: only the last closed candle's flags matter."""
+    candles = snapshot.candles[asset]
+    if len(candles) < strategy.warmup:
+        return [
+            Hold(strategy.name, asset, f"warming up ({len(candles)}/{strategy.warmup} candles)")
+        ]
+    flags = strategy.run(candles)
+    i = len(candles) - 1
+    when = datetime.fromtimestamp(int(candles.ts[i]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    if asset in open_by_strategy:
+        if flags.exit_long[i] or flags.exit_short[i]:
+            return [CloseSession(strategy.name, asset, f"exit signal on the {when} candle")]
+        return []
+    if flags.enter_long[i]:
+        return [strategy.open_decision(asset, Side.LONG, f"long entry on the {when} candle")]
+    if flags.enter_short[i]:
+        return [strategy.open_decision(asset, Side.SHORT, f"short entry on the {when} candle")]
+    return []
+
+
+def utc_day_start(now_ms: int) -> int:
+    return now_ms - now_ms % DAY_MS
+
+
+class Engine:
+    """Runs ticks and reconciliation over one journal, one executor and the configured slots."""
+
+    def __init__(
+        self,
+        *,
+        slots: list[StrategySlot],
+        market: MarketSource,
+        executor: Executor,
+        journal: Journal,
+        risk: RiskGate,
+        clock: Clock,
+        strategy_timeout_s: float = 10.0,
+        metrics: Any = None,
+        reconciler: Callable[[str], Any] | None = None,
+        on_tick: Callable[[TickReport], None] | None = None,
+    ) -> None:
+        self.slots = slots
+        self.market = market
+        self.executor = executor
+        self.journal = journal
+        self.risk = risk
+        self.clock = clock
+        self.strategy_timeout_s = strategy_timeout_s
+        self.metrics = metrics
+        self.reconciler = reconciler
+        self.on_tick = on_tick
+        self.lock = asyncio.Lock()
+        self.stopping = False
+        self.last_tick_ms: int | None = None
+        self.last_snapshot: MarketSnapshot | None = None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def intervals(self) -> list[str]:
+        found = {s.interval for s in self.slots if s.interval}
+        return sorted(found, key=lambda i: INTERVAL_SECONDS[i]) or ["1h"]
+
+    def _assets_for(self, interval: str) -> list[str]:
+        assets: list[str] = []
+        for slot in self.slots:
+            if slot.interval in (interval, None):
+                assets += [a for a in slot.assets if a not in assets]
+        return assets
+
+    def _session_views(self, unrealized: dict[str, Decimal]) -> tuple[SessionView, ...]:
+        return tuple(
+            SessionView(
+                session_id=r.id,
+                asset=r.asset,
+                kind=r.kind,
+                budget=r.budget,
+                opened_at_ms=r.opened_at,
+                strategy=r.strategy,
+                unrealized_pnl=unrealized.get(r.id, ZERO),
+            )
+            for r in self.journal.open_sessions()
+        )
+
+    async def _run_strategy(
+        self, slot: StrategySlot, snapshot: MarketSnapshot, open_assets: dict[str, str]
+    ) -> list[Decision]:
+        strategy = slot.strategy
+        assert isinstance(strategy, Strategy)
+        mine = {a for a, owner in open_assets.items() if owner == slot.name}
+
+        def run() -> list[Decision]:
+            out: list[Decision] = []
+            for asset in slot.assets:
+                if asset in snapshot.candles:
+                    out += last_row_decisions(strategy, asset, snapshot, mine)
+                else:
+                    reason = snapshot.problems.get(asset, "no candles")
+                    out.append(Hold(slot.name, asset, f"no valid market data: {reason}"))
+            return out
+
+        return await asyncio.wait_for(asyncio.to_thread(run), self.strategy_timeout_s)
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    async def tick(self, interval: str) -> TickReport | None:
+        """Run one tick; None when the engine is stopping (no new work starts then)."""
+        if self.stopping:
+            return None
+        async with self.lock:
+            if self.stopping:
+                return None
+            return await self._tick(interval)
+
+    async def _tick(self, interval: str) -> TickReport:
+        started = time.perf_counter()
+        now = self.clock.now_ms()
+        tick_id = self.journal.tick_started(now, interval)
+        report = TickReport(tick_id, interval)
+        try:
+            snapshot = await self.market.snapshot(interval, self._assets_for(interval), now)
+            self.last_snapshot = snapshot
+            for closed in await self.executor.on_snapshot(snapshot):
+                self.journal.close_session(closed.session_id, now, closed.realized_pnl, closed.fees)
+                report.closed.append(closed.session_id)
+            account = await self.executor.account(now)
+            unrealized = {sid: v.unrealized_pnl for sid, v in account.sessions.items()}
+            open_rows = self.journal.open_sessions()
+            open_assets = {r.asset: r.strategy for r in open_rows}
+            decisions: list[Decision] = []
+            for slot in self.slots:
+                if slot.interval != interval:
+                    continue
+                try:
+                    decisions += await self._run_strategy(slot, snapshot, open_assets)
+                except Exception as exc:  # a broken strategy must not stop the others
+                    msg = f"strategy {slot.name} failed: {type(exc).__name__}: {exc}"[:300]
+                    log.error(msg)
+                    report.errors.append(msg)
+            paused = self.journal.paused
+            views = self._session_views(unrealized)
+            for slot in self.slots:
+                if isinstance(slot.strategy, PositionManager) and interval == self.intervals()[0]:
+                    guard_state = GuardState(now, views, (), paused)
+                    decisions += slot.strategy.manage(guard_state)
+            view = AccountView(
+                free_balance=account.free_balance,
+                realized_pnl_today=self.journal.realized_pnl_between(utc_day_start(now), now + 1),
+                open_sessions=views,
+                paused=paused,
+                last_close_ms=self.journal.last_close_by_asset(),
+            )
+            pending = {i.asset for i in self.journal.unresolved_intents() if i.asset}
+            signal_times = {a: snapshot.signal_time_ms(a) for a in snapshot.candles}
+            for a, c in snapshot.candles.items():
+                if len(c) and signal_times.get(a) is None:
+                    signal_times[a] = int(c.ts[-1])
+            verdicts = self.risk.check_batch(
+                decisions,
+                account=view,
+                now_ms=now,
+                signal_times=signal_times,
+                interval_ms=INTERVAL_SECONDS[interval] * 1000,
+                pending_assets=pending,
+            )
+            for decision, verdict in zip(decisions, verdicts, strict=True):
+                state = (
+                    "hold"
+                    if isinstance(decision, Hold)
+                    else ("accepted" if verdict.accepted else "vetoed")
+                )
+                decision_id = self.journal.record_decision(
+                    tick_id,
+                    now,
+                    decision,
+                    state,
+                    None if verdict.accepted else verdict.reason,
+                    inputs={
+                        "interval": interval,
+                        "signal_time": signal_times.get(getattr(decision, "asset", "") or ""),
+                    },
+                )
+                report.decisions.append((decision, verdict.accepted, verdict.reason))
+                if self.metrics is not None:
+                    self.metrics.count_decision(
+                        decision.strategy,
+                        decision_action(decision),
+                        state,
+                        None if verdict.accepted else verdict.reason,
+                    )
+                if isinstance(decision, Hold) or not verdict.accepted:
+                    if not isinstance(decision, Hold):
+                        log.info(
+                            "veto %s %s: %s",
+                            decision_action(decision),
+                            getattr(decision, "asset", ""),
+                            verdict.reason,
+                            extra={"strategy": decision.strategy},
+                        )
+                    continue
+                await self._execute(decision, decision_id, interval, report)
+            self.journal.tick_finished(
+                tick_id, self.clock.now_ms(), True, None, len(snapshot.signals), len(decisions)
+            )
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("tick failed")
+            report.errors.append(msg)
+            self.journal.tick_finished(tick_id, self.clock.now_ms(), False, msg, 0, 0)
+        report.duration_s = time.perf_counter() - started
+        self.last_tick_ms = now
+        if self.metrics is not None:
+            self.metrics.tick_done(report.duration_s, now / 1000)
+        if self.on_tick is not None:
+            self.on_tick(report)
+        return report
+
+    # -- execution --------------------------------------------------------------------------
+
+    async def _execute(
+        self, decision: Decision, decision_id: int, interval: str, report: TickReport
+    ) -> None:
+        now = self.clock.now_ms()
+        if isinstance(decision, OpenQuick | OpenAdvanced):
+            await self._open(decision, decision_id, interval, now, report)
+        elif isinstance(decision, CloseSession):
+            await self._close(decision, decision_id, now, report)
+        elif isinstance(decision, ClosePosition):
+            log.info(
+                "position close requests are handled by the positions manager: %s",
+                decision.position_id,
+            )
+
+    async def _open(
+        self,
+        decision: OpenQuick | OpenAdvanced,
+        decision_id: int,
+        interval: str,
+        now: int,
+        report: TickReport,
+    ) -> None:
+        try:
+            request = open_request(
+                decision, getattr(self.executor, "assets", None) or self._assets()
+            ).wire()
+        except (ValueError, LookupError) as exc:
+            log.error("refusing %s on %s: %s", decision_action(decision), decision.asset, exc)
+            return
+        kind = decision_action(decision)
+        intent = self.journal.create_intent(
+            kind,
+            asset=decision.asset,
+            venue="sessions",
+            request=request,
+            decision_id=decision_id,
+            now_ms=now,
+        )
+        self.journal.mark_sent(intent, now)
+        log.info(
+            "%s %s",
+            kind,
+            decision.asset,
+            extra={
+                "intent": intent,
+                "strategy": decision.strategy,
+                "reason": decision.reason,
+                "mode": self.executor.mode,
+            },
+        )
+        try:
+            opened = await self.executor.open(decision, now, interval)
+        except OutcomeUnknown as exc:
+            self.journal.mark_unknown(intent, str(exc), self.clock.now_ms())
+            log.warning("outcome unknown for %s on %s: reconciling", kind, decision.asset)
+            await self._reconcile("outcome unknown")
+            return
+        except DuplicateAsset as exc:
+            self.journal.mark_unknown(intent, str(exc), self.clock.now_ms())
+            log.warning("duplicate asset on %s: reconciling, never reopening", decision.asset)
+            await self._reconcile("duplicate asset")
+            return
+        except (ApiError, sm.SessionModelError, ValueError) as exc:
+            self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
+            report.errors.append(f"{kind} {decision.asset}: {type(exc).__name__}")
+            if self.metrics is not None and isinstance(exc, ApiError):
+                self.metrics.count_error(exc.kind)
+            return
+        self.journal.confirm(intent, opened.raw, opened.session_id, self.clock.now_ms())
+        self.journal.upsert_session(self._session_row(opened, decision, intent, now))
+        report.opened.append(opened.session_id)
+
+    def _assets(self) -> Any:
+        from bot.domain import AssetRegistry
+
+        return AssetRegistry()
+
+    def _session_row(
+        self, opened: Any, decision: OpenQuick | OpenAdvanced, intent: str, now: int
+    ) -> Any:
+        from bot.journal import SessionRow
+
+        return SessionRow(
+            id=opened.session_id,
+            asset=decision.asset,
+            kind="quick" if isinstance(decision, OpenQuick) else "advanced",
+            strategy=decision.strategy,
+            status="open",
+            budget=opened.budget,
+            opened_at=now,
+            closed_at=None,
+            realized_pnl=None,
+            fees=None,
+            intent_id=intent,
+            mode=self.executor.mode,
+            raw=opened.raw,
+            trade_id=opened.trade_id,
+        )
+
+    async def _close(
+        self, decision: CloseSession, decision_id: int, now: int, report: TickReport
+    ) -> None:
+        row = next((r for r in self.journal.open_sessions() if r.asset == decision.asset), None)
+        if row is None:
+            return
+        intent = self.journal.create_intent(
+            "close_session",
+            asset=decision.asset,
+            venue="sessions",
+            request={"sessionId": row.id, "tradeId": row.trade_id},
+            decision_id=decision_id,
+            now_ms=now,
+        )
+        self.journal.mark_sent(intent, now)
+        try:
+            closed = await self.executor.close(row.id, row.trade_id, row.asset, now)
+        except OutcomeUnknown as exc:
+            self.journal.mark_unknown(intent, str(exc), self.clock.now_ms())
+            await self._reconcile("outcome unknown on close")
+            return
+        except (ApiError, KeyError) as exc:
+            self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
+            report.errors.append(f"close {decision.asset}: {type(exc).__name__}")
+            return
+        self.journal.confirm(intent, closed.raw, row.id, self.clock.now_ms())
+        self.journal.close_session(row.id, self.clock.now_ms(), closed.realized_pnl, closed.fees)
+        report.closed.append(row.id)
+
+    async def _reconcile(self, why: str) -> None:
+        if self.reconciler is not None:
+            await self.reconciler(why)
