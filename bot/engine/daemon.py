@@ -227,7 +227,6 @@ class Daemon:
         executor = self.parts.engine.executor
         if isinstance(executor, PaperExecutor):
             self.parts.journal.set_control(PAPER_STATE_KEY, json.dumps(executor.to_json()))
-        self.notifier.watchdog()
         self.notifier.status(
             f"last tick {datetime.now(UTC):%H:%M:%S} ({report.interval}); "
             f"opened {len(report.opened)}, closed {len(report.closed)}, "
@@ -308,9 +307,14 @@ class Daemon:
         return time.monotonic() - self.last_beat < 15.0
 
     async def _heartbeat(self) -> None:
+        """Marks the loop alive; pings systemd's watchdog while ticks are on schedule, so a
+        stalled loop or an overdue tick lets WatchdogSec restart the service."""
+        every = min(1.0, self.notifier.watchdog_s / 2) if self.notifier.watchdog_s else 1.0
         while True:
             self.last_beat = time.monotonic()
-            await asyncio.sleep(1.0)
+            if self.ready and self.is_ready()[0]:
+                self.notifier.watchdog()
+            await asyncio.sleep(every)
 
     async def start(self) -> None:
         self._beat_task = asyncio.create_task(self._heartbeat())
