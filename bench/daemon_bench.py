@@ -75,9 +75,13 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.minutes * 60
     work = Path(tempfile.mkdtemp(prefix="daemon-bench-"))
-    sim = subprocess.Popen([sys.executable, "-m", "bot", "sim", "--port", "0", "--speed", "60"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sim", "--port", "0", "--speed", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert sim.stdout is not None
     url = ""
     for line in sim.stdout:
@@ -86,8 +90,11 @@ def main() -> None:
             url = found.group(1)
             break
     out = work / "result.json"
-    daemon = subprocess.Popen([sys.executable, "-c", DAEMON, url, str(work / "j.sqlite"),
-                               str(seconds), str(out)], stdout=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", DAEMON, url, str(work / "j.sqlite"), str(seconds), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert daemon.stdout is not None
         daemon.stdout.readline()
@@ -110,11 +117,13 @@ def main() -> None:
     d = sorted(data["durations"])
     p50 = statistics.median(d) * 1000
     p99 = d[max(0, int(len(d) * 0.99) - 1)] * 1000
-    rss_steady = statistics.median(rss_samples[len(rss_samples) // 2:])
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-          f"{args.minutes:g} min at 1 s ticks, 6 assets, {len(d)} ticks, "
-          f"{data['opened']} sessions opened")
+    rss_steady = statistics.median(rss_samples[len(rss_samples) // 2 :])
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{args.minutes:g} min at 1 s ticks, 6 assets, {len(d)} ticks, "
+        f"{data['opened']} sessions opened"
+    )
     print(f"{'figure':<28}{'measured':>12}{'target':>12}")
     print(f"{'tick p50':<28}{p50:>10.1f}ms{'':>12}")
     print(f"{'tick p99':<28}{p99:>10.1f}ms{'< 50 ms':>12}")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import __version__
+from bot.cli_sessions import sessions_app
 
 app = typer.Typer(
     name="alura-bot",
@@ -418,6 +419,8 @@ def close_all(
     j.close()
     typer.echo(f"paused; position_guard closes the {count} open session(s) on the next tick")
 
+
+app.add_typer(sessions_app, name="sessions")
 
 journal_app = typer.Typer(help="Read the journal.", no_args_is_help=True)
 app.add_typer(journal_app, name="journal")

@@ -1,0 +1,140 @@
+"""CLI commands against the real simulator: auth, doctor, sessions open/close, status, pause."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.journal import Journal
+from tests.conftest import TEST_ADDRESS, TEST_KEY
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def live_config(sim_server: Any, key_file: Path, tmp_path: Path, clean_env: Path) -> Path:
+    path = tmp_path / "live.toml"
+    path.write_text(
+        f'mode = "live"\nbase_url = "{sim_server.url}"\n'
+        f'private_key_file = "{key_file}"\njournal_path = "{tmp_path / "j.sqlite"}"\n'
+    )
+    return path
+
+
+def test_auth_prints_address_and_expiry_never_the_token(sim_server: Any, live_config: Path) -> None:
+    out = runner.invoke(app, ["auth", "--config", str(live_config)])
+    assert out.exit_code == 0, out.output
+    assert TEST_ADDRESS in out.output and "token expires:" in out.output
+    assert "eyJ" not in out.output and TEST_KEY[2:] not in out.output
+
+
+def test_doctor_is_green_against_the_simulator(live_config: Path) -> None:
+    out = runner.invoke(app, ["doctor", "--config", str(live_config)], env={"COLUMNS": "160"})
+    assert out.exit_code == 0, out.output
+    assert "fail" not in out.output and out.output.count(" ok ") >= 5
+
+
+def test_session_open_needs_live_flag_and_yes(live_config: Path) -> None:
+    no_live = runner.invoke(
+        app,
+        [
+            "sessions",
+            "open",
+            "--config",
+            str(live_config),
+            "--asset",
+            "BTC",
+            "--budget",
+            "50",
+            "--yes",
+        ],
+    )
+    assert no_live.exit_code == 2 and "--live" in no_live.output
+    no_yes = runner.invoke(
+        app,
+        [
+            "sessions",
+            "open",
+            "--config",
+            str(live_config),
+            "--asset",
+            "BTC",
+            "--budget",
+            "50",
+            "--live",
+        ],
+    )
+    assert no_yes.exit_code == 2 and "--yes" in no_yes.output
+
+
+def test_session_open_and_close_are_journaled(
+    sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    opened = runner.invoke(
+        app,
+        [
+            "sessions",
+            "open",
+            "--config",
+            str(live_config),
+            "--asset",
+            "ETH",
+            "--budget",
+            "60",
+            "--live",
+            "--yes",
+        ],
+    )
+    assert opened.exit_code == 0, opened.output
+    journal = Journal.open(tmp_path / "j.sqlite")
+    (row,) = journal.open_sessions()
+    assert row.asset == "ETH" and row.strategy == "(manual)"
+    assert sim_server.sim.venue.sessions[row.id].state.is_active
+    sim_server.sim.clock.advance(3 * 3_600_000)
+    closed = runner.invoke(
+        app, ["sessions", "close", row.id, "--config", str(live_config), "--live", "--yes"]
+    )
+    assert closed.exit_code == 0, closed.output
+    assert not sim_server.sim.venue.sessions[row.id].state.is_active
+    assert journal.session(row.id).status == "closed"
+    assert [i.state for i in journal.intents()] == ["confirmed", "confirmed"]
+
+
+def test_venue_refusal_fails_the_intent(sim_server: Any, live_config: Path, tmp_path: Path) -> None:
+    out = runner.invoke(
+        app,
+        [
+            "sessions",
+            "open",
+            "--config",
+            str(live_config),
+            "--asset",
+            "SOL",
+            "--budget",
+            "50000",
+            "--live",
+            "--yes",
+        ],
+    )
+    assert out.exit_code == 1 and "Insufficient balance" in out.output
+    (intent,) = Journal.open(tmp_path / "j.sqlite").intents()
+    assert intent.state == "failed"
+
+
+def test_pause_status_resume(live_config: Path, tmp_path: Path) -> None:
+    Journal.open(tmp_path / "j.sqlite").close()
+    assert runner.invoke(app, ["pause", "--config", str(live_config)]).exit_code == 0
+    status = runner.invoke(app, ["status", "--config", str(live_config)])
+    assert "paused: YES" in status.output and "last tick: never" in status.output
+    assert runner.invoke(app, ["resume", "--config", str(live_config)]).exit_code == 0
+    assert Journal.open(tmp_path / "j.sqlite").paused is False
+
+
+def test_close_all_refuses_without_yes(live_config: Path, tmp_path: Path) -> None:
+    Journal.open(tmp_path / "j.sqlite").close()
+    out = runner.invoke(app, ["close-all", "--config", str(live_config)])
+    assert out.exit_code == 2 and "--yes" in out.output
