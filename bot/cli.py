@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import __version__
+from bot.cli_positions import positions_app
 from bot.cli_sessions import sessions_app
 
 app = typer.Typer(
@@ -421,6 +422,7 @@ def close_all(
 
 
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(positions_app, name="positions")
 
 journal_app = typer.Typer(help="Read the journal.", no_args_is_help=True)
 app.add_typer(journal_app, name="journal")

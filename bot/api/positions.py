@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import IntEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -141,13 +141,18 @@ class Units:
     def __init__(self, decimals: int = 9) -> None:
         if not 0 <= decimals <= 18:
             raise ValueError("decimals must be 0..18")
+        self.decimals = decimals
         self.scale = Decimal(10) ** decimals
 
     def display(self, raw: int) -> Decimal:
-        return Decimal(raw) / self.scale
+        """Exact, with the unit's full precision: 250000000 -> 0.250000000 for 9 decimals."""
+        return Decimal(raw).scaleb(-self.decimals, context=Context(prec=len(str(abs(raw))) + 2))
 
     def raw(self, display: Decimal | str) -> int:
-        value = Decimal(display) * self.scale
+        number = Decimal(display)
+        value = number.scaleb(
+            self.decimals, context=Context(prec=len(number.as_tuple().digits) + self.decimals + 2)
+        )
         if value != value.to_integral_value():
             raise ValueError(f"{display} has more precision than the unit allows")
         return int(value)
