@@ -157,6 +157,20 @@ class Metrics:
             self.unrealized_pnl.set(float(unreal))
             self.equity.set(float(account.free_balance + locked + unreal))
 
+    def refresh_positions(self, stats: Any, units: Any) -> None:
+        """Positions gauges from the service's stats, money in display units."""
+        self.positions_open.set(stats.open_positions)
+        for status, count in (
+            ("open", stats.open_positions),
+            ("closed", stats.closed_positions),
+            ("won", stats.won_positions),
+            ("lost", stats.lost_positions),
+        ):
+            self.positions_total.labels(status).set(count)
+        self.positions_pnl.set(float(units.display(stats.total_pnl)))
+        self.positions_win_rate.set(stats.win_rate)
+        self.positions_fees_paid.set(float(units.display(stats.total_fees_paid)))
+
     def names(self) -> set[str]:
         """Every sample name a scrape can show (counters with `_total`, histograms' series)."""
         out = set()

@@ -146,7 +146,13 @@ class Daemon:
         async def reconciler(why: str) -> None:
             await self._reconcile_unlocked(why)
 
+        positions = None
+        if s.positions.base_url is not None and s.positions.wallet_address is not None:
+            from bot.api.positions import PositionsClient
+
+            positions = PositionsClient.from_settings(s, hooks=hooks)
         engine = Engine(
+            positions=positions,
             slots=build_slots(s),
             market=LiveMarket(client, lookback=s.engine.lookback_candles),
             executor=executor,
@@ -246,6 +252,14 @@ class Daemon:
             log.warning("stats refresh failed: %s", exc.kind)
             return
         self.metrics.refresh_from(p.journal, account, self.clock.now_ms())
+        client = p.engine.positions
+        if client is not None:
+            try:
+                stats = await client.stats()
+            except ApiError as exc:
+                log.warning("positions stats failed: %s", exc.kind)
+            else:
+                self.metrics.refresh_positions(stats, client.units)
 
     def is_ready(self) -> tuple[bool, str]:
         if not self.ready or self.parts is None:
@@ -354,6 +368,9 @@ class Daemon:
                 log.warning("in-flight tick did not finish in time; its intent stays for reconcile")
             with contextlib.suppress(Exception):
                 await self.parts.client.aclose()
+            if self.parts.engine.positions is not None:
+                with contextlib.suppress(Exception):
+                    await self.parts.engine.positions.aclose()
             self.parts.journal.close()
 
     async def run(self) -> int:

@@ -119,6 +119,7 @@ class Engine:
         metrics: Any = None,
         reconciler: Callable[[str], Any] | None = None,
         on_tick: Callable[[TickReport], None] | None = None,
+        positions: Any = None,
     ) -> None:
         self.slots = slots
         self.market = market
@@ -130,6 +131,7 @@ class Engine:
         self.metrics = metrics
         self.reconciler = reconciler
         self.on_tick = on_tick
+        self.positions = positions
         self.lock = asyncio.Lock()
         self.stopping = False
         self.last_tick_ms: int | None = None
@@ -219,10 +221,12 @@ class Engine:
                     report.errors.append(msg)
             paused = self.journal.paused
             views = self._session_views(unrealized)
-            for slot in self.slots:
-                if isinstance(slot.strategy, PositionManager) and interval == self.intervals()[0]:
-                    guard_state = GuardState(now, views, (), paused)
-                    decisions += slot.strategy.manage(guard_state)
+            managers = [s for s in self.slots if isinstance(s.strategy, PositionManager)]
+            if managers and interval == self.intervals()[0]:
+                managed = await self._managed_positions(now, report)
+                for slot in managers:
+                    assert isinstance(slot.strategy, PositionManager)
+                    decisions += slot.strategy.manage(GuardState(now, views, managed, paused))
             view = AccountView(
                 free_balance=account.free_balance,
                 realized_pnl_today=self.journal.realized_pnl_between(utc_day_start(now), now + 1),
@@ -305,11 +309,8 @@ class Engine:
             await self._open(decision, decision_id, interval, now, report)
         elif isinstance(decision, CloseSession):
             await self._close(decision, decision_id, now, report)
-        elif isinstance(decision, ClosePosition):
-            log.info(
-                "position close requests are handled by the positions manager: %s",
-                decision.position_id,
-            )
+        elif isinstance(decision, ClosePosition) and decision.venue == "positions":
+            await self._close_user_position(decision, decision_id, now, report)
 
     async def _open(
         self,
@@ -424,6 +425,99 @@ class Engine:
         self.journal.confirm(intent, closed.raw, row.id, self.clock.now_ms())
         self.journal.close_session(row.id, self.clock.now_ms(), closed.realized_pnl, closed.fees)
         report.closed.append(row.id)
+
+    async def _managed_positions(self, now: int, report: TickReport) -> tuple[Any, ...]:
+        """Open user positions of our own wallet, as position managers see them."""
+        if self.positions is None:
+            return ()
+        from bot.api.errors import ApiError
+        from strategies.base import ManagedPosition
+
+        try:
+            listed = [p async for p in self.positions.iter_positions(status="open")]
+        except ApiError as exc:
+            report.errors.append(f"positions list: {exc.kind}")
+            return ()
+        out = []
+        for p in listed:
+            if p.wallet_address != self.positions.wallet:
+                continue
+            self.journal.upsert_position(
+                str(p.id),
+                p.wallet_address,
+                int(p.status),
+                p.amount,
+                p.pnl,
+                p.close_pnl,
+                p.model_dump(mode="json"),
+                now,
+            )
+            out.append(
+                ManagedPosition(
+                    position_id=str(p.id),
+                    amount=p.amount,
+                    pnl=p.pnl,
+                    close_pnl=p.close_pnl,
+                    opened_at_ms=int(p.created_at.timestamp() * 1000),
+                    market_status=p.market.status if p.market else None,
+                )
+            )
+        return tuple(out)
+
+    async def _close_user_position(
+        self, decision: ClosePosition, decision_id: int, now: int, report: TickReport
+    ) -> None:
+        """Close only a position just re-listed as open under our wallet; paper closes nothing."""
+        from bot.api.errors import ApiError
+
+        if self.positions is None:
+            return
+        if self.executor.mode != "live":
+            log.info("paper: would close position %s (%s)", decision.position_id, decision.reason)
+            return
+        pid = int(decision.position_id)
+        try:
+            fresh = {p.id: p async for p in self.positions.iter_positions(status="open")}
+        except ApiError as exc:
+            report.errors.append(f"positions re-list: {exc.kind}")
+            return
+        if pid not in fresh or fresh[pid].wallet_address != self.positions.wallet:
+            log.warning(
+                "position %s changed before the close (no longer ours or open): skipped", pid
+            )
+            return
+        intent = self.journal.create_intent(
+            "positions_close",
+            asset=None,
+            venue="positions",
+            request={"position_id": pid, "reason": decision.reason},
+            decision_id=decision_id,
+            now_ms=now,
+        )
+        self.journal.mark_sent(intent, now)
+        try:
+            closed = await self.positions.close_position(pid)
+        except OutcomeUnknown as exc:
+            self.journal.mark_unknown(intent, str(exc), self.clock.now_ms())
+            return
+        except ApiError as exc:
+            self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
+            report.errors.append(f"close position {pid}: {exc.kind}")
+            return
+        raw = closed.model_dump(mode="json")
+        self.journal.confirm(intent, raw, str(pid), self.clock.now_ms())
+        self.journal.upsert_position(
+            str(pid),
+            closed.wallet_address,
+            int(closed.status),
+            closed.amount,
+            closed.pnl,
+            closed.close_pnl,
+            raw,
+            self.clock.now_ms(),
+            intent,
+        )
+        report.closed.append(f"position:{pid}")
 
     async def _reconcile(self, why: str) -> None:
         if self.reconciler is not None:

@@ -79,7 +79,11 @@ async def make_daemon(
         live: bool = True,
         risk: dict[str, Any] | None = None,
         journal: Path | None = None,
+        positions_wallet: str | None = None,
     ) -> Any:
+        extra: dict[str, Any] = {}
+        if positions_wallet:
+            extra["positions"] = {"base_url": sim_server.url, "wallet_address": positions_wallet}
         settings = Settings(
             base_url=sim_server.url,
             mode="live" if live else "paper",
@@ -90,6 +94,7 @@ async def make_daemon(
             risk={"cooldown_s": 0, **(risk or {})},
             http={"rate_limit_per_s": 1000, "rate_limit_burst": 100},
             engine={"lookback_candles": 200},
+            **extra,
         )
         daemon = Daemon(
             settings, key=test_key, live=live, clock=sim_server.sim.clock, metrics=Metrics()
