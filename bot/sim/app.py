@@ -698,18 +698,22 @@ class RequestLogMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/__sim"):
             await self.app(scope, receive, send)
             return
-        status = {"code": 0}
         t = self.clock()
+        logged = False
 
         async def capture(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+            nonlocal logged
+            if message["type"] == "http.response.start" and not logged:
+                # recorded before any byte leaves, so a client that got an answer finds it logged
+                self.log.add(scope["method"], scope["path"], message["status"], t)
+                logged = True
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            self.log.add(scope["method"], scope["path"], status["code"], t)
+            if not logged:
+                self.log.add(scope["method"], scope["path"], 0, t)
 
 
 def asgi(sim: Simulator) -> ASGIApp:
