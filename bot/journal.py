@@ -239,29 +239,55 @@ class Journal:
         veto_reason: str | None = None,
         inputs: dict[str, Any] | None = None,
     ) -> int:
+        with self._tx():
+            return self._insert_decision(tick_id, ts, decision, verdict, veto_reason, inputs)
+
+    def _insert_decision(
+        self,
+        tick_id: int | None,
+        ts: int,
+        decision: Decision,
+        verdict: str,
+        veto_reason: str | None,
+        inputs: dict[str, Any] | None,
+    ) -> int:
         params = {
             k: getattr(decision, k)
             for k in decision.__dataclass_fields__
             if k not in ("strategy", "reason")
         }
-        with self._tx():
-            cur = self.conn.execute(
-                "INSERT INTO decisions (tick_id, ts, strategy, asset, action, params, inputs, "
-                "reason, verdict, veto_reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    tick_id,
-                    ts,
-                    decision.strategy,
-                    getattr(decision, "asset", None),
-                    decision_action(decision),
-                    _json(params),
-                    _json(inputs) if inputs else None,
-                    decision.reason,
-                    verdict,
-                    veto_reason,
-                ),
-            )
+        cur = self.conn.execute(
+            "INSERT INTO decisions (tick_id, ts, strategy, asset, action, params, inputs, "
+            "reason, verdict, veto_reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                tick_id,
+                ts,
+                decision.strategy,
+                getattr(decision, "asset", None),
+                decision_action(decision),
+                _json(params),
+                _json(inputs) if inputs else None,
+                decision.reason,
+                verdict,
+                veto_reason,
+            ),
+        )
         return int(cur.lastrowid or 0)
+
+    def record_decisions(
+        self,
+        tick_id: int | None,
+        ts: int,
+        rows: list[tuple[Decision, str, str | None, dict[str, Any] | None]],
+    ) -> list[int]:
+        """All of a tick's decisions in one transaction (one fsync), ids in the given order."""
+        ids: list[int] = []
+        with self._tx():
+            for decision, verdict, veto_reason, inputs in rows:
+                ids.append(
+                    self._insert_decision(tick_id, ts, decision, verdict, veto_reason, inputs)
+                )
+        return ids
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         row = self.conn.execute(

@@ -247,23 +247,29 @@ class Engine:
                 interval_ms=INTERVAL_SECONDS[interval] * 1000,
                 pending_assets=pending,
             )
-            for decision, verdict in zip(decisions, verdicts, strict=True):
-                state = (
-                    "hold"
-                    if isinstance(decision, Hold)
-                    else ("accepted" if verdict.accepted else "vetoed")
-                )
-                decision_id = self.journal.record_decision(
-                    tick_id,
-                    now,
-                    decision,
-                    state,
-                    None if verdict.accepted else verdict.reason,
-                    inputs={
-                        "interval": interval,
-                        "signal_time": signal_times.get(getattr(decision, "asset", "") or ""),
-                    },
-                )
+            states = [
+                "hold" if isinstance(d, Hold) else ("accepted" if v.accepted else "vetoed")
+                for d, v in zip(decisions, verdicts, strict=True)
+            ]
+            ids = self.journal.record_decisions(
+                tick_id,
+                now,
+                [
+                    (
+                        d,
+                        state,
+                        None if v.accepted else v.reason,
+                        {
+                            "interval": interval,
+                            "signal_time": signal_times.get(getattr(d, "asset", "") or ""),
+                        },
+                    )
+                    for d, v, state in zip(decisions, verdicts, states, strict=True)
+                ],
+            )
+            for decision, verdict, state, decision_id in zip(
+                decisions, verdicts, states, ids, strict=True
+            ):
                 report.decisions.append((decision, verdict.accepted, verdict.reason))
                 if self.metrics is not None:
                     self.metrics.count_decision(
@@ -272,17 +278,16 @@ class Engine:
                         state,
                         None if verdict.accepted else verdict.reason,
                     )
-                if isinstance(decision, Hold) or not verdict.accepted:
-                    if not isinstance(decision, Hold):
-                        log.info(
-                            "veto %s %s: %s",
-                            decision_action(decision),
-                            getattr(decision, "asset", ""),
-                            verdict.reason,
-                            extra={"strategy": decision.strategy},
-                        )
-                    continue
-                await self._execute(decision, decision_id, interval, report)
+                if state == "vetoed":
+                    log.info(
+                        "veto %s %s: %s",
+                        decision_action(decision),
+                        getattr(decision, "asset", ""),
+                        verdict.reason,
+                        extra={"strategy": decision.strategy},
+                    )
+                if state == "accepted":
+                    await self._execute(decision, decision_id, interval, report)
             self.journal.tick_finished(
                 tick_id, self.clock.now_ms(), True, None, len(snapshot.signals), len(decisions)
             )
