@@ -203,3 +203,32 @@ async def test_walk_misses_nothing_when_positions_leave_the_filter(sim_server: A
     assert still_open <= set(got)
     assert len(got) == len(set(got))
     await client.aclose()
+
+
+async def test_reads_are_retried_on_5xx_and_writes_are_not(sim_server: Any) -> None:
+    from bot.api.errors import OutcomeUnknown
+    from bot.sim.faults import FaultProfile
+
+    client = PositionsClient(Transport(sim_server.url), wallet=WALLET)
+    sim_server.sim.faults = FaultProfile.from_mapping(
+        {
+            "rule": [
+                {"kind": "status", "status": 500, "every": 2, "match": "GET /api/positions"},
+                {"kind": "status", "status": 502, "match": "POST /api/positions"},
+            ]
+        }
+    )
+    await client.list_positions()
+    await client.list_positions()
+    with pytest.raises(OutcomeUnknown):
+        await client.open_position(
+            market=open_market(sim_server).address, selected_team=1, amount=5, multiplier_bps=12000
+        )
+    sim_server.sim.faults = FaultProfile()
+    log = [
+        (e["method"], e["status"])
+        for e in sim_server.sim.requests.entries
+        if e["path"] == "/api/positions"
+    ]
+    assert log == [("GET", 200), ("GET", 500), ("GET", 200), ("POST", 502)]
+    await client.aclose()

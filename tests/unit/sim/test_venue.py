@@ -174,3 +174,24 @@ def test_wallet_money_is_conserved(
     total = wallet.balance + venue.locked(wallet)
     assert abs(total - (Decimal(1000) + realised)) <= Decimal("0.000002")
     assert wallet.balance >= 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    budget=st.decimals(min_value=0, max_value=2000, places=2),
+    target=st.decimals(min_value=-10, max_value=700, places=2),
+)
+def test_quick_validation_accepts_exactly_the_documented_range(
+    budget: Decimal, target: Decimal
+) -> None:
+    venue, wallet = venue_with(FLAT, balance="1000")
+    body = QUICK | {"budget": str(budget), "profitTarget": str(target)}
+    ok = budget >= 10 and 0 < target <= 500 and budget <= 1000
+    try:
+        venue.create_quick(wallet, body, T0)
+    except VenueError as exc:
+        assert not ok, str(exc)
+        assert wallet.balance == Decimal(1000)
+    else:
+        assert ok
+        assert wallet.balance == Decimal(1000) - budget
