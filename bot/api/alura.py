@@ -271,12 +271,15 @@ class AluraClient:
     async def indicators_health(self) -> Health:
         return await self._call(Health, "GET", "/api/indicators/health", auth=False)
 
-    async def candles_latest(self, symbol: str | None = None) -> Generic:
+    async def candles_latest(
+        self, symbol: str | None = None, interval: str | None = None
+    ) -> Generic:
+        """Latest candle per symbol (`{SYMBOL: candle}`), one request for all of them."""
         return await self._call(
             Generic,
             "GET",
             "/api/indicators/candles/latest",
-            params={"symbol": symbol},
+            params={"symbol": symbol, "interval": interval},
             auth=False,
         )
 

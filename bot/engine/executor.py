@@ -7,7 +7,9 @@ and a paper run is a faithful rehearsal of a live one.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -99,11 +101,35 @@ class LiveExecutor:
 
     mode = "live"
 
-    def __init__(self, client: AluraClient) -> None:
+    def __init__(
+        self,
+        client: AluraClient,
+        *,
+        balance_max_age_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
+        self.balance_max_age_s = balance_max_age_s
+        self._monotonic = monotonic
+        self._balance: Decimal | None = None
+        self._balance_at = 0.0
+
+    def invalidate_balance(self) -> None:
+        """An open or close changed the balance: read it again on the next account()."""
+        self._balance = None
+
+    async def _free_balance(self) -> Decimal:
+        """The profile's balance, cached: between refreshes the venue can only have returned
+        money (a session it closed), so the cached figure errs on the safe side."""
+        now = self._monotonic()
+        if self._balance is None or now - self._balance_at > self.balance_max_age_s:
+            profile = await self.client.profile()
+            self._balance, self._balance_at = profile.usdc_balance or ZERO, now
+        return self._balance
 
     async def open(self, decision: OpenQuick | OpenAdvanced, now_ms: int, interval: str) -> Opened:
         request = open_request(decision, self.client.assets)
+        self.invalidate_balance()
         if isinstance(request, QuickSessionRequest):
             session = await self.client.create_quick_session(request)
         else:
@@ -116,6 +142,7 @@ class LiveExecutor:
         )
 
     async def close(self, session_id: str, trade_id: str | None, asset: str, now_ms: int) -> Closed:
+        self.invalidate_balance()
         if trade_id:
             result = await self.client.close_trade(trade_id)
         else:
@@ -131,7 +158,7 @@ class LiveExecutor:
         )
 
     async def account(self, now_ms: int) -> AccountState:
-        profile = await self.client.profile()
+        balance = await self._free_balance()
         active = await self.client.active_sessions()
         sessions = {}
         for s in active.sessions:
@@ -149,7 +176,7 @@ class LiveExecutor:
                 Decimal(str((s.model_extra or {}).get("unrealizedPnl", 0))),
                 raw,
             )
-        return AccountState(profile.usdc_balance or ZERO, sessions)
+        return AccountState(balance, sessions)
 
     async def on_snapshot(self, snapshot: MarketSnapshot) -> list[Closed]:
         return []

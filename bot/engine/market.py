@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from bot.api.alura import AluraClient
 from bot.api.errors import ApiError
@@ -96,6 +98,40 @@ class LiveMarket:
         self.cache[key] = merged
         return merged
 
+    async def _append_latest(
+        self, interval: str, assets: list[str], now_ms: int
+    ) -> dict[str, Candles]:
+        """Steady state: one `candles/latest` request extends every cached series by the candle
+        that just closed. Any asset where that is not exactly the case (first tick, a gap, a shape
+        we do not expect) is left out and fetched on its own."""
+        step = INTERVAL_SECONDS[interval] * 1000
+        due = {
+            a: c
+            for a in assets
+            if (c := self.cache.get((a, interval))) is not None
+            and len(c)
+            and (now_ms - int(c.ts[-1])) // step <= 2
+        }
+        if not due:
+            return {}
+        try:
+            payload = (await self.client.candles_latest(interval=interval)).model_extra or {}
+        except ApiError:
+            return {}
+        out: dict[str, Candles] = {}
+        for asset, have in due.items():
+            try:
+                row = Candle.model_validate(payload.get(asset))
+                new = candles_from_api(asset, interval, [row]).upto(now_ms)
+            except (ValidationError, CandleDataError, ValueError):
+                continue
+            last = int(have.ts[-1])
+            if len(new) and int(new.ts[0]) == last + step:
+                out[asset] = self.cache[(asset, interval)] = _append(have, new)
+            elif len(new) and int(new.ts[0]) == last and last + 2 * step > now_ms:
+                out[asset] = have
+        return out
+
     async def snapshot(self, interval: str, assets: list[str], now_ms: int) -> MarketSnapshot:
         candles: dict[str, Candles] = {}
         problems: dict[str, str] = {}
@@ -105,9 +141,13 @@ class LiveMarket:
             signals = {s.symbol.upper(): s for s in listing.signals}
         except ApiError as exc:
             problems["*signals"] = f"signals unavailable: {exc.kind}"
-        results = await asyncio.gather(
-            *(self._candles(a, interval, now_ms) for a in assets), return_exceptions=True
+        latest = await self._append_latest(interval, assets, now_ms)
+        pending = [a for a in assets if a not in latest]
+        fetched = await asyncio.gather(
+            *(self._candles(a, interval, now_ms) for a in pending), return_exceptions=True
         )
+        by_asset: dict[str, Any] = {**latest, **dict(zip(pending, fetched, strict=True))}
+        results = [by_asset[a] for a in assets]
         for asset, result in zip(assets, results, strict=True):
             if isinstance(result, Candles):
                 candles[asset] = result

@@ -245,3 +245,26 @@ async def test_metric_values_equal_the_journal(make_daemon: Any, sim_server: Any
     assert sum(float(line.split()[-1]) for line in accepted) == opened
     labelled = [line for line in text.splitlines() if 'endpoint="' in line]
     assert labelled and not [line for line in labelled if "/s0" in line or "/t0" in line]
+
+
+async def test_steady_ticks_extend_candles_with_one_request(make_daemon: Any,
+                                                            sim_server: Any) -> None:
+    assets = ["BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX"]
+    daemon = await make_daemon(strategies=[{"name": "always_long", "assets": assets,
+                                            "params": {"interval": "1h"}}],
+                               risk={"max_open_sessions": 1})
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    before = len(sim_server.sim.requests.entries)
+    for _ in range(3):
+        sim_server.sim.clock.advance(HOUR)
+        await daemon.parts.engine.tick("1h")
+    paths = [e["path"] for e in list(sim_server.sim.requests.entries)[before:]]
+    assert paths.count("/api/indicators/candles/latest") == 3
+    assert not [p for p in paths if p.startswith("/api/indicators/candles/") and "latest" not in p]
+    cache = daemon.parts.engine.market.cache
+    for asset in assets:
+        mine = cache[(asset, "1h")]
+        fresh = await daemon.parts.client.candles(asset, "1h", limit=len(mine))
+        assert [c.time for c in fresh.candles] == mine.ts.tolist()
+        assert [c.close for c in fresh.candles] == mine.close.tolist()
