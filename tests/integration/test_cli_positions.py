@@ -49,7 +49,7 @@ def test_list_shows_a_readable_table(sim_server: Any, config: Path) -> None:
 def test_list_json_is_valid(sim_server: Any, config: Path) -> None:
     ids = seed(sim_server, WALLET, 2)
     out = runner.invoke(app, ["positions", "list", "--json", "--config", str(config)])
-    rows = [json.loads(line) for line in out.output.splitlines()]
+    rows = json.loads(out.stdout)
     assert sorted(r["id"] for r in rows) == sorted(ids)
 
 
