@@ -1,30 +1,39 @@
 """The journal: one SQLite file holding every tick, decision, intent, session and outcome.
 
 The only module with SQL in the daemon. WAL with `synchronous=FULL`, so every committed write
-survives `kill -9` (and power loss); the file is created mode 0600 before SQLite touches it.
-An intent is committed before the request it stands for is sent (safety rule 2). Money is stored
-as Decimal text and summed in Python, never as REAL. The schema version lives in
-`PRAGMA user_version`, with forward migrations applied in order on open.
+survives `kill -9` (and power loss); the file is created mode 0600 before SQLite touches it, and
+SQLite gives its -wal/-shm files the same mode. An intent is committed before the request it
+stands for is sent (safety rule 2). Money is stored as Decimal text and summed in Python, never
+as REAL. The schema version lives in `PRAGMA user_version`, with forward migrations applied in
+order on open; a file from a newer alura-bot is refused rather than guessed at.
+
+Two processes use the file at once (the daemon, and the CLI's `pause`/`resume`/`sessions`), so
+every write is a short `BEGIN IMMEDIATE` transaction and readers never block writers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import sqlite_utils
 
 from bot.domain import Decision, decision_action
 
+# Forward migrations, in order: MIGRATIONS[n] takes a file from version n to n + 1. Never edit a
+# released entry (files in the field already ran it); append a new one instead.
 MIGRATIONS: list[str] = [
-    # v1
+    # v1: the tables
     """
     CREATE TABLE ticks (
         id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER,
@@ -57,14 +66,36 @@ MIGRATIONS: list[str] = [
         kind TEXT NOT NULL, message TEXT);
     CREATE TABLE control (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # v2: the journal only grows, so the daily-loss sum, `journal tail` and time-range reads
+    # must not scan whole tables after months of ticks
+    """
+    CREATE INDEX sessions_closed_at ON sessions(closed_at) WHERE closed_at IS NOT NULL;
+    CREATE INDEX intents_updated_at ON intents(updated_at);
+    CREATE INDEX decisions_tick ON decisions(tick_id);
+    CREATE INDEX pnl_snapshots_ts ON pnl_snapshots(ts);
+    CREATE INDEX api_errors_ts ON api_errors(ts);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_MS = 10_000
+
 TERMINAL = ("confirmed", "failed")
 UNRESOLVED = ("pending", "sent", "unknown")
+VERDICTS = ("accepted", "vetoed", "hold")
+# An unknown outcome is only ever resolved by reconciliation (confirmed or failed), never re-sent:
+# the request may have taken effect (safety rule 2). `sent -> sent` is an explicit retry of a
+# request known not to have been processed, counted in `attempts`.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"sent", "confirmed", "failed", "unknown"}),
+    "sent": frozenset({"sent", "confirmed", "failed", "unknown"}),
+    "unknown": frozenset({"unknown", "confirmed", "failed"}),
+    "confirmed": frozenset(),
+    "failed": frozenset(),
+}
 
 
 class JournalError(Exception):
-    """A journal that cannot be used as is (newer schema, illegal state change)."""
+    """A journal that cannot be used as is (newer schema, illegal state change, unknown id)."""
 
 
 def _json(value: Any) -> str:
@@ -82,6 +113,21 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements at `;` that really end one (not inside a string)."""
+    out: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n\t;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n\t;"):
+        raise JournalError(f"incomplete SQL statement in migration: {buf.strip()[:80]!r}")
+    return out
+
+
 @dataclass(frozen=True)
 class TickRow:
     id: int
@@ -90,6 +136,8 @@ class TickRow:
     interval: str
     ok: bool | None
     error: str | None
+    n_signals: int | None = None
+    n_decisions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +167,7 @@ class IntentRow:
     error: str | None
     decision_id: int | None
     session_id: str | None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,7 +188,8 @@ class SessionRow:
     trade_id: str | None = None
 
 
-def _create_private(path: Path) -> None:
+def _make_private(path: Path) -> None:
+    """Create the file 0600 before SQLite opens it; SQLite then creates -wal/-shm with its mode."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
     os.chmod(path, 0o600)
@@ -147,6 +197,25 @@ def _create_private(path: Path) -> None:
         side = Path(str(path) + suffix)
         if side.exists():
             os.chmod(side, 0o600)
+
+
+def _enable_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """Switch to WAL, retrying while another process holds the file: SQLite answers BUSY to a
+    journal-mode change at once, without its busy handler (two first opens of a new file)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.002
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    if str(mode).lower() != "wal":
+        raise JournalError(f"{path}: SQLite refused WAL mode (got {mode!r})")
 
 
 class Journal:
@@ -160,38 +229,57 @@ class Journal:
     @classmethod
     def open(cls, path: str | Path) -> Journal:
         path = Path(path)
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(path)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
-        journal = cls(conn, path)
-        journal._migrate()
-        _create_private(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(path)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _enable_wal(conn, path)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            journal = cls(conn, path)
+            journal._migrate()
+        except BaseException:
+            conn.close()
+            raise
         return journal
 
     def _migrate(self) -> None:
-        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self.path} has schema version {version}, newer than this alura-bot knows "
-                f"({SCHEMA_VERSION}); upgrade alura-bot instead of downgrading the journal"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        """Apply each missing step in its own transaction, re-reading the version under the
+        write lock, so two processes opening an old file at once migrate it exactly once."""
+        while True:
             with self._tx():
-                for statement in MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {target}")
+                version = self.schema_version
+                if version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"{self.path} has schema version {version}, newer than this alura-bot "
+                        f"knows ({SCHEMA_VERSION}); upgrade alura-bot instead of downgrading "
+                        "the journal"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+                for statement in _statements(MIGRATIONS[version]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     def _tx(self) -> _Tx:
         return _Tx(self.conn)
 
     def close(self) -> None:
         self.conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def schema_version(self) -> int:
@@ -221,14 +309,13 @@ class Journal:
 
     def last_tick(self) -> TickRow | None:
         row = self.conn.execute(
-            "SELECT id, started_at, finished_at, interval, ok, error FROM ticks "
-            "ORDER BY id DESC LIMIT 1"
+            "SELECT id, started_at, finished_at, interval, ok, error, n_signals, n_decisions "
+            "FROM ticks ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        return TickRow(
-            row[0], row[1], row[2], row[3], None if row[4] is None else bool(row[4]), row[5]
-        )
+        ok = None if row[4] is None else bool(row[4])
+        return TickRow(row[0], row[1], row[2], row[3], ok, row[5], row[6], row[7])
 
     def record_decision(
         self,
@@ -251,10 +338,12 @@ class Journal:
         veto_reason: str | None,
         inputs: dict[str, Any] | None,
     ) -> int:
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
         params = {
-            k: getattr(decision, k)
-            for k in decision.__dataclass_fields__
-            if k not in ("strategy", "reason")
+            f.name: getattr(decision, f.name)
+            for f in dataclasses.fields(decision)
+            if f.name not in ("strategy", "reason")
         }
         cur = self.conn.execute(
             "INSERT INTO decisions (tick_id, ts, strategy, asset, action, params, inputs, "
@@ -309,7 +398,8 @@ class Journal:
         decision_id: int | None = None,
         now_ms: int,
     ) -> str:
-        """Commit the intent (state pending) and return its idempotency key."""
+        """Commit the intent (state pending) and return its idempotency key: once this returns,
+        the intent is on disk, so the request may be sent."""
         intent_id = uuid.uuid4().hex
         with self._tx():
             self.conn.execute(
@@ -329,6 +419,7 @@ class Journal:
         error: str | None = None,
         session_id: str | None = None,
     ) -> None:
+        response_json = None if response is None else _json(response)
         with self._tx():
             row = self.conn.execute(
                 "SELECT state, response, error, session_id FROM intents WHERE id=?", (intent_id,)
@@ -336,10 +427,18 @@ class Journal:
             if row is None:
                 raise JournalError(f"no intent {intent_id}")
             current = row[0]
-            if current in TERMINAL:
-                same = current == state and (row[3] == session_id or session_id is None)
+            if current in TERMINAL and state == current:
+                same = (
+                    (row[1], row[3]) == (response_json, session_id)
+                    if state == "confirmed"
+                    else row[2] == error
+                )
                 if same:
                     return
+                raise JournalError(
+                    f"intent {intent_id} is already {current} with a different outcome"
+                )
+            if state not in TRANSITIONS[current]:
                 raise JournalError(
                     f"intent {intent_id} is already {current}; cannot become {state}"
                 )
@@ -347,15 +446,7 @@ class Journal:
                 "UPDATE intents SET state=?, updated_at=?, response=COALESCE(?, response), "
                 "error=COALESCE(?, error), session_id=COALESCE(?, session_id), "
                 "attempts = attempts + (CASE WHEN ?='sent' THEN 1 ELSE 0 END) WHERE id=?",
-                (
-                    state,
-                    now_ms,
-                    _json(response) if response is not None else None,
-                    error,
-                    session_id,
-                    state,
-                    intent_id,
-                ),
+                (state, now_ms, response_json, error, session_id, state, intent_id),
             )
 
     def mark_sent(self, intent_id: str, now_ms: int) -> None:
@@ -372,26 +463,27 @@ class Journal:
     def mark_unknown(self, intent_id: str, error: str, now_ms: int) -> None:
         self._transition(intent_id, "unknown", now_ms, error=error)
 
-    def _intent(self, row: tuple[Any, ...]) -> IntentRow:
-        return IntentRow(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            json.loads(row[6]),
-            row[7],
-            json.loads(row[8]) if row[8] else None,
-            row[9],
-            row[10],
-            row[11],
-        )
-
     _INTENT_COLS = (
         "id, created_at, updated_at, kind, asset, venue, request, state, response, "
-        "error, decision_id, session_id"
+        "error, decision_id, session_id, attempts"
     )
+
+    def _intent(self, row: tuple[Any, ...]) -> IntentRow:
+        return IntentRow(
+            id=row[0],
+            created_at=row[1],
+            updated_at=row[2],
+            kind=row[3],
+            asset=row[4],
+            venue=row[5],
+            request=json.loads(row[6]),
+            state=row[7],
+            response=json.loads(row[8]) if row[8] else None,
+            error=row[9],
+            decision_id=row[10],
+            session_id=row[11],
+            attempts=row[12],
+        )
 
     def intent(self, intent_id: str) -> IntentRow | None:
         row = self.conn.execute(
@@ -403,16 +495,17 @@ class Journal:
     def intents(self, state: str | None = None) -> list[IntentRow]:
         sql = f"SELECT {self._INTENT_COLS} FROM intents"  # noqa: S608
         rows = (
-            self.conn.execute(sql + " WHERE state=? ORDER BY created_at", (state,))
+            self.conn.execute(sql + " WHERE state=? ORDER BY created_at, rowid", (state,))
             if state
-            else self.conn.execute(sql + " ORDER BY created_at")
+            else self.conn.execute(sql + " ORDER BY created_at, rowid")
         )
         return [self._intent(r) for r in rows.fetchall()]
 
     def unresolved_intents(self) -> list[IntentRow]:
+        """Pending, sent or unknown: what reconciliation must settle before anything new."""
         rows = self.conn.execute(
-            f"SELECT {self._INTENT_COLS} FROM intents WHERE state IN ('pending','sent','unknown') "  # noqa: S608
-            "ORDER BY created_at"
+            f"SELECT {self._INTENT_COLS} FROM intents "  # noqa: S608
+            "WHERE state IN ('pending','sent','unknown') ORDER BY created_at, rowid"
         ).fetchall()
         return [self._intent(r) for r in rows]
 
@@ -446,7 +539,8 @@ class Journal:
     def close_session(
         self, session_id: str, closed_at: int, realized_pnl: Decimal, fees: Decimal
     ) -> bool:
-        """Mark a session closed with its realised PnL; a second close changes nothing."""
+        """Mark a session closed with its realised PnL; a second close changes nothing, so a
+        late duplicate cannot count the same PnL twice."""
         with self._tx():
             cur = self.conn.execute(
                 "UPDATE sessions SET status='closed', closed_at=?, realized_pnl=?, fees=? "
@@ -462,20 +556,20 @@ class Journal:
 
     def _session(self, r: tuple[Any, ...]) -> SessionRow:
         return SessionRow(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            Decimal(r[5]),
-            r[6],
-            r[7],
-            _dec(r[8]),
-            _dec(r[9]),
-            r[10],
-            r[11],
-            json.loads(r[12]) if r[12] else None,
-            r[13],
+            id=r[0],
+            asset=r[1],
+            kind=r[2],
+            strategy=r[3],
+            status=r[4],
+            budget=Decimal(r[5]),
+            opened_at=r[6],
+            closed_at=r[7],
+            realized_pnl=_dec(r[8]),
+            fees=_dec(r[9]),
+            intent_id=r[10],
+            mode=r[11],
+            raw=json.loads(r[12]) if r[12] else None,
+            trade_id=r[13],
         )
 
     def session(self, session_id: str) -> SessionRow | None:
@@ -511,6 +605,7 @@ class Journal:
         seen_at: int,
         closed_by_intent: str | None = None,
     ) -> None:
+        """Amounts are raw integer token units, kept as text so no size loses precision."""
         with self._tx():
             self.conn.execute(
                 "INSERT INTO positions (id, wallet, status, amount, pnl, close_pnl, raw, seen_at, "
@@ -543,16 +638,19 @@ class Journal:
     ) -> None:
         with self._tx():
             self.conn.execute(
-                "INSERT INTO pnl_snapshots VALUES (?,?,?,?,?)",
+                "INSERT INTO pnl_snapshots (ts, realized, unrealized, equity, open_sessions) "
+                "VALUES (?,?,?,?,?)",
                 (ts, str(realized), str(unrealized), str(equity), open_sessions),
             )
 
     def record_api_error(
         self, ts: int, endpoint: str, method: str, status: int | None, kind: str, message: str
     ) -> None:
+        """`endpoint` is the path template (bounded), `message` is cut to 500 characters."""
         with self._tx():
             self.conn.execute(
-                "INSERT INTO api_errors VALUES (?,?,?,?,?,?)",
+                "INSERT INTO api_errors (ts, endpoint, method, status, kind, message) "
+                "VALUES (?,?,?,?,?,?)",
                 (ts, endpoint, method, status, kind, message[:500]),
             )
 
@@ -570,6 +668,7 @@ class Journal:
 
     @property
     def paused(self) -> bool:
+        """The kill switch; read from the file each time, so a CLI `pause` is seen at once."""
         return self.get_control("paused") == "1"
 
     def set_paused(self, paused: bool) -> None:
@@ -589,6 +688,7 @@ class Journal:
         return self._sum("SELECT fees FROM sessions WHERE status='closed'")
 
     def realized_pnl_between(self, start_ms: int, end_ms: int) -> Decimal:
+        """Realised PnL of sessions closed in [start_ms, end_ms): the daily loss stop's input."""
         return self._sum(
             "SELECT realized_pnl FROM sessions WHERE status='closed' "
             "AND closed_at >= ? AND closed_at < ?",
@@ -599,12 +699,13 @@ class Journal:
         """When each asset last had a session close or an open fail: the cooldown clock."""
         out: dict[str, int] = {}
         for asset, ts in self.conn.execute(
-            "SELECT asset, MAX(closed_at) FROM sessions WHERE status='closed' GROUP BY asset"
+            "SELECT asset, MAX(closed_at) FROM sessions WHERE status='closed' "
+            "AND closed_at IS NOT NULL GROUP BY asset"
         ):
             out[asset] = int(ts)
         for asset, ts in self.conn.execute(
             "SELECT asset, MAX(updated_at) FROM intents WHERE state='failed' "
-            "AND kind LIKE 'open_%' AND asset IS NOT NULL GROUP BY asset"
+            "AND kind IN ('open_quick', 'open_advanced') AND asset IS NOT NULL GROUP BY asset"
         ):
             out[asset] = max(out.get(asset, 0), int(ts))
         return out
@@ -616,7 +717,8 @@ class Journal:
         }
 
     def tail(self, n: int = 20) -> list[dict[str, Any]]:
-        """The latest decisions and intents, newest first."""
+        """The latest decisions and intents, newest first; holds are left out (one per tick and
+        strategy, they would push every real event off the screen)."""
         decisions = [
             {
                 "type": "decision",
@@ -655,7 +757,8 @@ class Journal:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT: one writer at a time, committed on exit, rolled back on error."""
+    """BEGIN IMMEDIATE ... COMMIT: one writer at a time, committed on exit, rolled back on error
+    (including a failed COMMIT, so the connection is never left inside a dead transaction)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -664,4 +767,12 @@ class _Tx:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is not None:
+            self.conn.execute("ROLLBACK")
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
