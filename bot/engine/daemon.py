@@ -242,8 +242,16 @@ class Daemon:
             self.on_tick(report)
 
     async def stats(self) -> None:
+        """The stats job; quiet when cancelled by shutdown."""
+        try:
+            await self._stats()
+        except asyncio.CancelledError:
+            if self.parts is None or not self.parts.engine.stopping:
+                raise
+
+    async def _stats(self) -> None:
         assert self.parts is not None
-        if self.metrics is None:
+        if self.metrics is None or self.parts.engine.stopping:
             return
         p = self.parts
         try:

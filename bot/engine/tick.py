@@ -368,8 +368,6 @@ class Engine:
         except (ApiError, sm.SessionModelError, ValueError) as exc:
             self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
             report.errors.append(f"{kind} {decision.asset}: {type(exc).__name__}")
-            if self.metrics is not None and isinstance(exc, ApiError):
-                self.metrics.count_error(exc.kind)
             return
         self.journal.confirm(intent, opened.raw, opened.session_id, self.clock.now_ms())
         self.journal.upsert_session(self._session_row(opened, decision, intent, now))
