@@ -247,12 +247,14 @@ async def test_metric_values_equal_the_journal(make_daemon: Any, sim_server: Any
     assert labelled and not [line for line in labelled if "/s0" in line or "/t0" in line]
 
 
-async def test_steady_ticks_extend_candles_with_one_request(make_daemon: Any,
-                                                            sim_server: Any) -> None:
+async def test_steady_ticks_extend_candles_with_one_request(
+    make_daemon: Any, sim_server: Any
+) -> None:
     assets = ["BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX"]
-    daemon = await make_daemon(strategies=[{"name": "always_long", "assets": assets,
-                                            "params": {"interval": "1h"}}],
-                               risk={"max_open_sessions": 1})
+    daemon = await make_daemon(
+        strategies=[{"name": "always_long", "assets": assets, "params": {"interval": "1h"}}],
+        risk={"max_open_sessions": 1},
+    )
     sim_server.sim.clock.advance(HOUR)
     await daemon.parts.engine.tick("1h")
     before = len(sim_server.sim.requests.entries)
