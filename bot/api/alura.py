@@ -232,7 +232,8 @@ class AluraClient:
         )
 
     async def trigger_cron(self) -> Generic:
-        return await self._call(Generic, "POST", "/trading-sessions/trigger-cron")
+        """Advance session processing now; it may open or close trades, so it moves money."""
+        return await self._call(Generic, "POST", "/trading-sessions/trigger-cron", moves_money=True)
 
     # -- user -------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ class ApiError(Exception):
         status: int | None = None,
         body: str = "",
     ) -> None:
-        self.message = message
+        self.message = scrub(message)  # shown on its own too (cli_positions prints it)
         self.endpoint = endpoint
         self.method = method
         self.status = status
@@ -65,12 +65,45 @@ class ValidationFailed(ApiError):
     """400: the server refused the request; `messages` holds its `message` (string or list)."""
 
     def __init__(self, message: str, *, messages: list[str] | None = None, **kw: object) -> None:
-        self.messages = messages or [message]
+        self.messages = [scrub(m) for m in messages or [message]]
         super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
 class DuplicateAsset(ValidationFailed):
     """`Duplicate asset index`: one active session per asset already exists — reconcile, adopt."""
+
+
+# The positions API's documented 400 messages (user-positions-api.md error table, NOTES.md), one
+# class each, so callers can tell a configuration problem (no wallet) from a bug in a request
+# body without parsing message text. The positions client maps them by the server's message.
+
+
+class WalletRequired(ValidationFailed):
+    """`wallet_address is required`: a list or stats read went out without the wallet."""
+
+
+class MissingFields(ValidationFailed):
+    """`Missing required fields`: an open's body lacks a required field (proxy layer)."""
+
+
+class InvalidNumeric(ValidationFailed):
+    """`INVALID_NUMERIC`: `amount` or `multiplier_bps` cannot be read as a number (proxy layer)."""
+
+
+class BadJson(ValidationFailed):
+    """`BAD_JSON`: the body was empty or not a JSON object (proxy layer)."""
+
+
+class PositionIdRequired(ValidationFailed):
+    """`position_id required`: a close without the position's id (proxy layer)."""
+
+
+class UnsupportedAction(ValidationFailed):
+    """`Unsupported action`: the PATCH form was sent an action other than `close`."""
+
+
+class InvalidArgs(ValidationFailed):
+    """`INVALID_ARGS`: the backend refused an argument (wallet, amount, team, id; NOTES.md)."""
 
 
 class BuilderFeeApprovalFailed(ApiError):

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     field_validator,
 )
 
@@ -60,23 +61,37 @@ class _Request(BaseModel):
         return out
 
 
+# A strict int: `True` or `"1"` or `1.0` is refused rather than sent as assetIndex 1. Whether the
+# index is a *known* asset is checked by `AluraClient._check_asset` at send time, not here,
+# because the asset table is extended at run time from the aggregated-symbols endpoint.
+AssetIndex = Annotated[StrictInt, Field(ge=0, alias="assetIndex")]
+
+
 class QuickSessionRequest(_Request):
-    """POST /trading-sessions. budget >= 10, profitTarget <= 500 (documented)."""
+    """POST /trading-sessions. budget >= 10, profitTarget <= 500 (documented).
+
+    `asset_index` is a strict, non-negative int (no bools, no strings); that it names a known
+    asset is checked by `AluraClient` when sending, against its run-time-extendable asset table.
+    """
 
     budget: Annotated[Money, Field(ge=10, max_digits=18, decimal_places=6)]
     profit_target: Annotated[Money, Field(gt=0, le=500, alias="profitTarget")]
     loss_threshold: Annotated[Money | None, Field(gt=0, le=100, alias="lossThreshold")] = None
     max_positions: Annotated[int | None, Field(ge=1, le=50, alias="maxPositions")] = None
-    asset_index: Annotated[int, Field(ge=0, alias="assetIndex")]
+    asset_index: AssetIndex
 
 
 class AdvancedSessionRequest(_Request):
-    """POST /trading-sessions/advance."""
+    """POST /trading-sessions/advance.
+
+    `asset_index` is a strict, non-negative int (no bools, no strings); that it names a known
+    asset is checked by `AluraClient` when sending, against its run-time-extendable asset table.
+    """
 
     amount: Annotated[Money, Field(ge=10, max_digits=18, decimal_places=6)]
     execution_strategy: Annotated[ExecutionStrategy, Field(alias="executionStrategy")]
     strategy_duration: Annotated[StrategyDuration, Field(alias="strategyDuration")]
-    asset_index: Annotated[int, Field(ge=0, alias="assetIndex")]
+    asset_index: AssetIndex
     max_wallet_budget: Annotated[bool, Field(alias="maxWalletBudget")] = False
 
 

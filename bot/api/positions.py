@@ -15,6 +15,9 @@ Choices where the documents are silent:
 * raw integer fields accept JSON integers, integer strings and integral floats below 2**53 (those
   are exact); anything that could have lost units (a bigger float, a fraction) is refused;
 * a 2xx body with `ok: false` is a refusal (`ValidationFailed`), not a success;
+* every documented 400 message becomes its own `ValidationFailed` subclass (`REFUSALS`), matched
+  by the message without regard to case or surrounding space; any other refusal stays a plain
+  `ValidationFailed`;
 * on the backend layer an unknown wallet is `NotFound` for `list_positions` and `stats`, while
   `iter_positions` reads it as "no positions", like the proxy layer does.
 """
@@ -36,15 +39,23 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     ValidationError,
     model_validator,
 )
 
 from bot.api.errors import (
+    BadJson,
     BadResponse,
     ClientValidationError,
+    InvalidArgs,
+    InvalidNumeric,
+    MissingFields,
     NotFound,
+    PositionIdRequired,
+    UnsupportedAction,
     ValidationFailed,
+    WalletRequired,
     preview,
 )
 from bot.api.transport import RequestHook, Transport, parse_json
@@ -54,6 +65,7 @@ __all__ = [
     "BPS",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "REFUSALS",
     "STATUS_FILTERS",
     "CloseVia",
     "Layer",
@@ -68,6 +80,7 @@ __all__ = [
     "Units",
     "effective_odds_bps",
     "expected_payout",
+    "typed_refusal",
 ]
 
 Layer = Literal["proxy", "backend"]
@@ -87,6 +100,17 @@ STATUS_FILTERS: dict[str, str | None] = {
     "closed": "closed",
     "history": "closed",
     "all": None,
+}
+# The documented 400 messages (both documents' error tables) -> their typed errors, keyed by the
+# message case-folded: the table writes `INVALID_NUMERIC` and `Missing required fields` alike.
+REFUSALS: dict[str, type[ValidationFailed]] = {
+    "wallet_address is required": WalletRequired,
+    "missing required fields": MissingFields,
+    "invalid_numeric": InvalidNumeric,
+    "bad_json": BadJson,
+    "position_id required": PositionIdRequired,
+    "unsupported action": UnsupportedAction,
+    "invalid_args": InvalidArgs,
 }
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+")
@@ -252,7 +276,7 @@ class Pagination(_Model):
         if isinstance(data, dict) and data.get("total_pages") is None:
             try:
                 total, limit = int(data["total"]), int(data["limit"])
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):  # inf: refused below
                 return data
             if limit > 0:
                 return {**data, "total_pages": -(-total // limit)}
@@ -275,7 +299,7 @@ class Stats(_Model):
     total_volume: RawInt
     total_pnl: RawInt
     total_fees_paid: RawInt
-    win_rate: float
+    win_rate: Annotated[float, Field(allow_inf_nan=False)]
 
 
 # --------------------------------------------------------------------------- money
@@ -339,6 +363,28 @@ def expected_payout(p: Position) -> int:
 
 
 # --------------------------------------------------------------------------- client
+
+
+def typed_refusal(error: ValidationFailed) -> ValidationFailed:
+    """The documented subclass for a positions refusal, chosen by its message.
+
+    The transport maps statuses, not this API's messages (it serves both APIs), so the positions
+    client re-types here. Anything already typed, or with an undocumented message, is returned
+    as it is.
+    """
+    if type(error) is not ValidationFailed:
+        return error
+    cls = REFUSALS.get(error.message.strip().casefold())
+    if cls is None:
+        return error
+    return cls(
+        error.message,
+        messages=error.messages,
+        endpoint=error.endpoint,
+        method=error.method,
+        status=error.status,
+        body=error.body,
+    )
 
 
 class PaginationError(BadResponse):
@@ -431,6 +477,16 @@ class PositionsClient:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    async def _send(self, method: str, template: str, **kw: Any) -> httpx.Response:
+        """One request through the transport, with this API's refusals typed (`REFUSALS`)."""
+        try:
+            return await self.transport.request(method, template, **kw)
+        except ValidationFailed as exc:
+            typed = typed_refusal(exc)
+            if typed is exc:
+                raise
+            raise typed from exc
+
     def _payload(self, response: httpx.Response, template: str) -> dict[str, Any]:
         """The JSON object of a 2xx answer; `{ok: false}` is a refusal even with a 2xx status."""
         payload = parse_json(response, endpoint=template)
@@ -445,13 +501,15 @@ class PositionsClient:
             )
         if payload.get("ok") is False:
             message = str(payload.get("error") or payload.get("message") or "refused")
-            raise ValidationFailed(
-                message,
-                messages=[message],
-                endpoint=template,
-                method=method,
-                status=response.status_code,
-                body=preview(response.text),
+            raise typed_refusal(
+                ValidationFailed(
+                    message,
+                    messages=[message],
+                    endpoint=template,
+                    method=method,
+                    status=response.status_code,
+                    body=preview(response.text),
+                )
             )
         return payload
 
@@ -513,11 +571,11 @@ class PositionsClient:
         """One page, newest first. Backend layer: an unknown wallet raises `NotFound`."""
         params = self._query(status, fixture_id, page, limit)
         if self.layer == "proxy":
-            response = await self.transport.request(
+            response = await self._send(
                 "GET", self._list, params={"wallet_address": self.wallet, **params}
             )
         else:
-            response = await self.transport.request(
+            response = await self._send(
                 "GET", self._list, path={"wallet": self.wallet}, params=params
             )
         payload = self._payload(response, self._list)
@@ -535,7 +593,7 @@ class PositionsClient:
         if self.layer != "proxy":
             raise ClientValidationError("/api/bets exists on the proxy layer only")
         params = self._query(status, fixture_id, page, limit)
-        response = await self.transport.request(
+        response = await self._send(
             "GET", self._bets, params={"wallet_address": self.wallet, **params}
         )
         return self._parse(PositionPage, self._payload(response, self._bets), response, self._bets)
@@ -630,13 +688,9 @@ class PositionsClient:
     async def stats(self) -> Stats:
         """Account totals. Backend layer: an unknown wallet raises `NotFound` (proxy: zeros)."""
         if self.layer == "proxy":
-            response = await self.transport.request(
-                "GET", self._stats, params={"wallet_address": self.wallet}
-            )
+            response = await self._send("GET", self._stats, params={"wallet_address": self.wallet})
         else:
-            response = await self.transport.request(
-                "GET", self._stats, path={"wallet": self.wallet}
-            )
+            response = await self._send("GET", self._stats, path={"wallet": self.wallet})
         payload = self._payload(response, self._stats)
         return self._parse(Stats, payload.get("stats", payload), response, self._stats)
 
@@ -661,9 +715,7 @@ class PositionsClient:
             odds_home_bps=odds_home_bps,
             odds_away_bps=odds_away_bps,
         )
-        response = await self.transport.request(
-            "POST", self._open, json_body=body, moves_money=True
-        )
+        response = await self._send("POST", self._open, json_body=body, moves_money=True)
         return self._position(response, self._open)
 
     def open_request(
@@ -700,7 +752,7 @@ class PositionsClient:
         """Close a position, sending the configured wallet. The server does NOT check ownership:
         callers must have just listed `position_id` as open under `self.wallet`."""
         method, template, body = self.close_request(position_id, close_price=close_price, via=via)
-        response = await self.transport.request(method, template, json_body=body, moves_money=True)
+        response = await self._send(method, template, json_body=body, moves_money=True)
         return self._position(response, template)
 
     def close_request(

@@ -22,13 +22,20 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bot.api.errors import (
+    BadJson,
     BadResponse,
     ClientValidationError,
     Conflict,
+    InvalidArgs,
+    InvalidNumeric,
+    MissingFields,
     NotFound,
     OutcomeUnknown,
+    PositionIdRequired,
     ServerError,
+    UnsupportedAction,
     ValidationFailed,
+    WalletRequired,
 )
 from bot.api.positions import (
     PaginationError,
@@ -416,6 +423,52 @@ async def test_documented_errors_from_the_simulator(
         with pytest.raises((ValidationFailed, NotFound)) as info:
             await transport.request(method, path, json_body=body, moves_money=method != "GET")
     assert info.value.status == status and info.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("layer_", "method", "path", "body", "kind"),
+    [
+        ("proxy", "GET", "/api/positions", None, WalletRequired),
+        ("proxy", "POST", "/api/positions", {"wallet_address": WALLET}, MissingFields),
+        (
+            "proxy",
+            "POST",
+            "/api/positions",
+            {**OPEN_BODY, "market_address": "m", "amount": "lots"},
+            InvalidNumeric,
+        ),
+        ("proxy", "POST", "/api/positions/close", {"wallet_address": WALLET}, PositionIdRequired),
+        (
+            "proxy",
+            "PATCH",
+            "/api/positions",
+            {"action": "reopen", "position_id": 1},
+            UnsupportedAction,
+        ),
+        (
+            "backend",
+            "POST",
+            "/api/v1/compat/positions",
+            {**OPEN_BODY, "market_address": "1", "selected_team": 3},
+            InvalidArgs,
+        ),
+    ],
+)
+async def test_documented_refusals_reach_callers_as_their_own_types(
+    clients: Clients, layer_: str, method: str, path: str, body: Any, kind: type[Exception]
+) -> None:
+    """The client's checks keep these from being sent in normal use; here the wire is forced so
+    the mapping of the server's own answers is what is tested."""
+    client = clients(layer_)
+    with pytest.raises(kind) as info:
+        await client._send(method, path, json_body=body, moves_money=method != "GET")
+    assert isinstance(info.value, ValidationFailed) and info.value.status == 400
+
+
+async def test_a_body_that_is_not_an_object_is_a_bad_json_refusal(clients: Clients) -> None:
+    client = clients("proxy")
+    with pytest.raises(BadJson):
+        await client._send("POST", "/api/positions/close", json_body=[1], moves_money=True)
 
 
 async def test_bad_json_is_refused(base_url: str) -> None:

@@ -15,9 +15,9 @@ import pytest
 from bot.api.alura import AluraClient
 from bot.api.models import AdvancedSessionRequest, QuickSessionRequest
 from bot.domain import ExecutionStrategy, StrategyDuration
-from tests.conftest import REPO_ROOT
+from tests.conftest import SHARED
 
-SHARED_API = REPO_ROOT.parent / "shared" / "api"
+SHARED_API = SHARED / "api"
 
 SESSION = {"id": "s-1", "assetIndex": 0, "status": "active", "budget": 100}
 
