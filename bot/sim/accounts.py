@@ -1,5 +1,8 @@
 """Simulated accounts: single-use expiring nonces, EIP-191 signature recovery, signed JWTs.
 
+eth-account is imported on first use (it takes about a second), so the simulator starts fast;
+`warm_up` loads it in the background once the server listens.
+
 Auth runs on wall-clock time (tokens are about real time, even when the market clock is
 accelerated); the clock is injectable so tests can expire nonces and tokens without sleeping.
 """
@@ -15,10 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 import jwt
-from eth_account import Account
-from eth_account.messages import encode_defunct
 
 JWT_ALGORITHM = "HS256"
+RETIRED_SECRETS_KEPT = 8
 
 
 class AuthFailed(Exception):
@@ -112,7 +114,8 @@ class Accounts:
         self.clock = clock
         self.wallets: dict[str, Wallet] = {}
         self._pending: dict[str, _Pending] = {}
-        self._used_nonces: set[str] = set()
+        self._last_used: dict[str, str] = {}
+        self._retired_secrets: list[str] = []
         self._referral_index: dict[str, str] = {}
 
     def wallet(self, address: str, *, now_ms: int = 0) -> Wallet:
@@ -140,25 +143,22 @@ class Accounts:
     def verify(self, address: Any, signature: Any, *, now_ms: int = 0) -> dict[str, Any]:
         key = normalise_address(address)
         pending = self._pending.get(key)
-        if pending is None:
-            raise AuthFailed("No pending challenge for this address (request a new one)")
-        if pending.nonce in self._used_nonces:
-            raise AuthFailed("Nonce already used")
-        if self.clock() > pending.expires_at:
-            del self._pending[key]
-            raise AuthFailed("Challenge expired (request a new one)")
         if not isinstance(signature, str):
             raise AuthFailed("Invalid signature")
-        try:
-            signer = Account.recover_message(
-                encode_defunct(text=pending.message), signature=signature
+        if pending is not None and self.clock() > pending.expires_at:
+            del self._pending[key]
+            raise AuthFailed("Challenge expired (request a new one)")
+        signer = None if pending is None else self._signed_by(pending.message, signature)
+        if pending is None or signer != key:
+            if self._signed_by(self._last_used.get(key), signature) == key:
+                raise AuthFailed("Nonce already used (request a new challenge)")
+            if pending is None:
+                raise AuthFailed("No pending challenge for this address (request a new one)")
+            raise AuthFailed(
+                "Invalid signature" if signer is None else "Signature does not match address"
             )
-        except Exception:  # eth-account raises several types for malformed signatures
-            raise AuthFailed("Invalid signature") from None
-        if signer.lower() != key:
-            raise AuthFailed("Signature does not match address")
         del self._pending[key]
-        self._used_nonces.add(pending.nonce)
+        self._last_used[key] = pending.message
         wallet = self.wallet(key, now_ms=now_ms)
         now = self.clock()
         token = jwt.encode(
@@ -180,19 +180,29 @@ class Accounts:
             "user": {"address": key, "userId": wallet.user_id},
         }
 
+    @staticmethod
+    def _signed_by(message: str | None, signature: str) -> str | None:
+        """The lower-cased address that signed `message`, or None if it cannot be recovered."""
+        if message is None:
+            return None
+        from eth_account import Account  # ~1 s to import: not on the start-up path
+        from eth_account.messages import encode_defunct
+
+        try:
+            signer = Account.recover_message(encode_defunct(text=message), signature=signature)
+        except Exception:  # eth-account raises several types for malformed signatures
+            return None
+        return str(signer).lower()
+
     def authenticate(self, header: str | None) -> Wallet:
         """The wallet behind `Authorization: Bearer <jwt>`, or AuthFailed."""
         if not header or not header.startswith("Bearer "):
             raise AuthFailed("Missing Bearer token")
-        try:
-            claims = jwt.decode(
-                header[7:],
-                self.jwt_secret,
-                algorithms=[JWT_ALGORITHM],
-                options={"verify_exp": False, "require": ["sub", "exp"]},
-            )
-        except jwt.PyJWTError:
-            raise AuthFailed("Invalid token") from None
+        claims = self._decode(header[7:], self.jwt_secret)
+        if claims is None:
+            if any(self._decode(header[7:], old) for old in self._retired_secrets):
+                raise AuthFailed("Token expired")
+            raise AuthFailed("Invalid token")
         if self.clock() >= claims["exp"]:
             raise AuthFailed("Token expired")
         wallet = self.wallets.get(str(claims["sub"]))
@@ -200,8 +210,23 @@ class Accounts:
             raise AuthFailed("Unknown user")
         return wallet
 
+    @staticmethod
+    def _decode(token: str, secret: str) -> dict[str, Any] | None:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=[JWT_ALGORITHM],
+                options={"verify_exp": False, "require": ["sub", "exp"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        return claims
+
     def expire_all_tokens(self) -> None:
-        """Fault injection: rotate the signing secret so every issued token stops working."""
+        """Fault injection: rotate the signing secret so every issued token stops working; the
+        old secrets are kept a while so those tokens are told "expired", as the real API would."""
+        self._retired_secrets = [self.jwt_secret, *self._retired_secrets][:RETIRED_SECRETS_KEPT]
         self.jwt_secret = secrets.token_hex(32)
 
     def create_referral_code(self, wallet: Wallet, code: str | None) -> str:
@@ -222,14 +247,21 @@ class Accounts:
     def to_json(self) -> dict[str, Any]:
         return {
             "jwt_secret": self.jwt_secret,
-            "used_nonces": sorted(self._used_nonces),
+            "retired_secrets": self._retired_secrets,
+            "last_used_challenges": self._last_used,
             "wallets": [w.to_json() for w in self.wallets.values()],
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
         self.jwt_secret = data["jwt_secret"]
-        self._used_nonces = set(data["used_nonces"])
+        self._retired_secrets = list(data.get("retired_secrets", []))
+        self._last_used = dict(data.get("last_used_challenges", {}))
         self.wallets = {w["address"]: Wallet.from_json(w) for w in data["wallets"]}
         self._referral_index = {
             code: w.address for w in self.wallets.values() for code in w.referral_codes
         }
+
+
+def warm_up() -> None:
+    """Import eth-account now (call it in a background thread once the server listens)."""
+    import eth_account.messages  # noqa: F401

@@ -15,23 +15,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot import __version__
+from bot import __version__, safe_json
 from bot.sim.accounts import Accounts, AuthFailed, Wallet, normalise_address
 from bot.sim.clock import SimClock, ms_to_iso
 from bot.sim.faults import FaultConfigError, FaultMiddleware, FaultProfile
 from bot.sim.market_feed import MarketFeed
+from bot.sim.openapi import openapi_route
 from bot.sim.positions_api import positions_routes
 from bot.sim.positions_venue import PositionsVenue
 from bot.sim.venue import TradingVenue, VenueError
 
+MAX_MS = 10**14  # the clock control refuses times past year 5138 (ms_to_iso needs them)
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 PHRASES = {
     400: "Bad Request",
@@ -56,6 +56,8 @@ class RequestLog:
     """Recent requests with wall-clock times, so tests can measure how a client paced itself."""
 
     entries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50_000))
+    in_flight: int = 0
+    """Requests being handled right now (a crash harness waits for 0 before it checks)."""
 
     def add(self, method: str, path: str, status: int, t: float) -> None:
         self.entries.append({"t": t, "method": method, "path": path, "status": status})
@@ -74,26 +76,49 @@ class Simulator:
     agent_key: str
     requests: RequestLog = field(default_factory=RequestLog)
     on_change: Callable[[], None] | None = None
+    wall: Callable[[], float] = time.time
+    _saved_positions: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._saved_positions = self.positions.revision
 
     @property
     def now_ms(self) -> int:
         return self.clock.now_ms()
 
     def changed(self) -> None:
+        self._saved_positions = self.positions.revision
         if self.on_change is not None:
             self.on_change()
+
+    def positions_touched(self) -> None:
+        """After a positions request: save if it moved the venue (reads settle and add markets)."""
+        if self.positions.revision != self._saved_positions:
+            self.changed()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": 1,
             "clock_ms": self.now_ms,
+            "saved_at": self.wall(),
+            "clock_paused": self.clock.paused,
             "accounts": self.accounts.to_json(),
             "venue": self.venue.to_json(),
             "positions": json.loads(self.positions.to_json()),
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
-        self.clock.set(int(data["clock_ms"]))
+        """Restore a saved venue; an accelerated market kept running while the venue was down.
+
+        State is saved on changes only, so the clock resumes from the save plus the wall time
+        since it (at this clock's speed): market time never goes backwards across a restart.
+        A restarted venue always runs, even if its clock was paused when it went down.
+        """
+        clock_ms = int(data["clock_ms"])
+        speed = self.clock.speed
+        if speed is not None and not data.get("clock_paused", False) and "saved_at" in data:
+            clock_ms += int(max(0.0, self.wall() - float(data["saved_at"])) * speed * 1000)
+        self.clock.set(clock_ms)
         self.accounts.load_json(data["accounts"])
         self.venue.load_json(data["venue"])
         self.positions = PositionsVenue.from_json(json.dumps(data["positions"]), self.clock)
@@ -115,7 +140,7 @@ def build_app(sim: Simulator) -> Starlette:
         if not raw:
             return {}
         try:
-            data = json.loads(raw)
+            data = safe_json.loads(raw)
         except ValueError:
             raise VenueError(400, "Unexpected token in JSON body: not valid JSON") from None
         if not isinstance(data, dict):
@@ -135,6 +160,19 @@ def build_app(sim: Simulator) -> Starlette:
             return result if isinstance(result, Response) else JSONResponse(result)
 
         return endpoint
+
+    def saving(route: BaseRoute) -> BaseRoute:
+        """A positions route that saves the state before answering, if it changed it."""
+        assert isinstance(route, Route)
+        inner = route.endpoint
+
+        async def endpoint(request: Request) -> Response:
+            response: Response = await inner(request)
+            sim.positions_touched()
+            return response
+
+        endpoint.__name__, endpoint.__doc__ = inner.__name__, inner.__doc__
+        return Route(route.path, endpoint, methods=route.methods, name=route.name)
 
     def authed(fn: Callable[[Request, Wallet], Awaitable[Any]]) -> Handler:
         async def inner(request: Request) -> Any:
@@ -168,6 +206,8 @@ def build_app(sim: Simulator) -> Starlette:
         return grant
 
     async def trading_key(_: Request, wallet: Wallet) -> Any:
+        from eth_account import Account
+
         agent = Account.from_key(sim.agent_key).address
         return {
             "address": agent,
@@ -217,6 +257,9 @@ def build_app(sim: Simulator) -> Starlette:
         return sim.venue.close_position(wallet, request.path_params["position_id"], sim.now_ms)
 
     def sign_payload(payload: dict[str, Any]) -> dict[str, Any]:
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         signed = Account.sign_message(encode_defunct(text=text), private_key=sim.agent_key)
         return {
@@ -578,21 +621,40 @@ def build_app(sim: Simulator) -> Starlette:
                 for s in sim.venue.sessions.values()
             ],
             "faults": sim.faults.to_json(),
+            "inFlight": sim.requests.in_flight,
         }
+
+    def clock_ms(body: dict[str, Any], key: str, base: int) -> int:
+        """A whole, non-negative number of ms that keeps the clock within ISO-printable years."""
+        value = body[key]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_MS - base:
+            raise VenueError(400, [f"{key} must be an integer number of ms, 0 <= t < 1e14"])
+        return value
 
     async def ctl_clock(request: Request) -> Any:
         if request.method == "POST":
             body = await body_of(request)
             if "advance_ms" in body:
-                sim.clock.advance(int(body["advance_ms"]))
+                sim.clock.advance(clock_ms(body, "advance_ms", sim.now_ms))
             elif "set_ms" in body:
-                sim.clock.set(int(body["set_ms"]))
-        return {"clockMs": sim.now_ms, "time": ms_to_iso(sim.now_ms), "speed": sim.clock.speed}
+                sim.clock.set(clock_ms(body, "set_ms", 0))
+            if "paused" in body:
+                (sim.clock.pause if body["paused"] else sim.clock.resume)()
+        return {
+            "clockMs": sim.now_ms,
+            "time": ms_to_iso(sim.now_ms),
+            "speed": sim.clock.speed,
+            "paused": sim.clock.paused,
+        }
 
     async def ctl_faults(request: Request) -> Any:
         if request.method == "PUT":
             try:
-                sim.faults = FaultProfile.from_mapping(await body_of(request))
+                sim.faults = FaultProfile.from_mapping(
+                    await body_of(request), default_seed=sim.faults.seed
+                )
             except FaultConfigError as exc:
                 raise VenueError(400, str(exc)) from None
         return sim.faults.to_json()
@@ -607,7 +669,10 @@ def build_app(sim: Simulator) -> Starlette:
         return {"address": wallet.address, "balance": str(wallet.balance)}
 
     async def ctl_requests(request: Request) -> Any:
-        since = float(request.query_params.get("since", "0"))
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            raise VenueError(400, ["since must be a number (wall-clock seconds)"]) from None
         return {"requests": [e for e in sim.requests.entries if e["t"] >= since]}
 
     async def ctl_expire(_: Request) -> Any:
@@ -669,8 +734,9 @@ def build_app(sim: Simulator) -> Starlette:
         Route("/__sim/fund", loopback(ctl_fund), methods=P),
         Route("/__sim/requests", loopback(ctl_requests), methods=G),
         Route("/__sim/expire-tokens", loopback(ctl_expire), methods=P),
-        *positions_routes(sim.positions),
+        *map(saving, positions_routes(sim.positions)),
     ]
+    routes.append(openapi_route(routes))  # GET /openapi.json, built from this table
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return nest_error(404, f"Cannot {request.method} {request.url.path}")
@@ -700,6 +766,7 @@ class RequestLogMiddleware:
             return
         t = self.clock()
         logged = False
+        self.log.in_flight += 1
 
         async def capture(message: Any) -> None:
             nonlocal logged
@@ -712,6 +779,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
+            self.log.in_flight -= 1
             if not logged:
                 self.log.add(scope["method"], scope["path"], 0, t)
 

@@ -32,7 +32,7 @@ class SimClock:
     both kinds (an accelerated clock is re-based and keeps running from the new time).
     """
 
-    __slots__ = ("_base_ms", "_lock", "_monotonic", "_speed", "_t0")
+    __slots__ = ("_base_ms", "_lock", "_monotonic", "_paused", "_speed", "_t0")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class SimClock:
         self._speed = speed
         self._monotonic = monotonic
         self._t0 = monotonic() if speed is not None else 0.0
+        self._paused = False
 
     @classmethod
     def stepped(cls, start_ms: int) -> SimClock:
@@ -94,8 +95,23 @@ class SimClock:
         with self._lock:
             self._rebase(int(ms))
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Freeze an accelerated clock where it is (a harness checks invariants at rest)."""
+        with self._lock:
+            self._rebase(self._now_locked())
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+            self._rebase(self._base_ms)
+
     def _now_locked(self) -> int:
-        if self._speed is None:
+        if self._speed is None or self._paused:
             return self._base_ms
         elapsed = self._monotonic() - self._t0
         return self._base_ms + int(elapsed * self._speed * 1000)

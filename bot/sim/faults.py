@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import logging
 import random
 import threading
 import tomllib
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FaultKind = Literal[
@@ -87,22 +89,23 @@ class FaultProfile:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> FaultProfile:
+    def from_mapping(cls, data: dict[str, Any], *, default_seed: int = 0) -> FaultProfile:
+        """`default_seed` (the simulator's `--seed`) applies when the profile names none."""
         rules = data.get("rule", data.get("rules", []))
         if not isinstance(rules, list):
             raise FaultConfigError("rules must be a list of tables ([[rule]])")
-        seed = data.get("seed", 0)
+        seed = data.get("seed", default_seed)
         if not isinstance(seed, int):
             raise FaultConfigError(f"seed = {seed!r}; must be an integer")
         return cls([rule_from_mapping(i, r) for i, r in enumerate(rules)], seed=seed)
 
     @classmethod
-    def from_toml(cls, path: Path) -> FaultProfile:
+    def from_toml(cls, path: Path, *, default_seed: int = 0) -> FaultProfile:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise FaultConfigError(f"{path}: {exc}") from None
-        return cls.from_mapping(data)
+        return cls.from_mapping(data, default_seed=default_seed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +150,10 @@ async def _json(
     await send({"type": "http.response.body", "body": raw})
 
 
+class ConnectionCut(Exception):
+    """Raised once a fault has sent half a response: uvicorn then closes the connection."""
+
+
 async def _cut(send: Send) -> None:
     """Promise a body and send a fragment: the server closes the connection mid-response."""
     await send(
@@ -156,7 +163,32 @@ async def _cut(send: Send) -> None:
             "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
         }
     )
-    await send({"type": "http.response.body", "body": b'{"ok":', "more_body": False})
+    await send({"type": "http.response.body", "body": b'{"ok":', "more_body": True})
+    raise ConnectionCut
+
+
+class ExpectedDisconnects(logging.Filter):
+    """uvicorn logs every exception out of the app with a traceback; a cut the fault profile
+    asked for, or a client that went away mid-request (a killed bot), is expected: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionCut):
+            record.msg = "fault: connection cut mid-response"
+        elif isinstance(exc, ClientDisconnect):
+            record.msg = "client disconnected mid-request"
+        else:
+            return True
+        record.args, record.exc_info, record.exc_text = (), None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= logging.getLogger(record.name).getEffectiveLevel()
+
+
+def quiet_expected_disconnects() -> None:
+    """Install `ExpectedDisconnects` on uvicorn's error logger (once)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ExpectedDisconnects) for f in logger.filters):
+        logger.addFilter(ExpectedDisconnects())
 
 
 class FaultMiddleware:
@@ -204,7 +236,6 @@ class FaultMiddleware:
                 return
             elif rule.kind == "drop":
                 await _cut(send)
-                return
             elif rule.kind == "lost_response":
                 lose_response = True
         if not lose_response:

@@ -1,13 +1,27 @@
 """The market as the simulated venue serves it at the clock's time: closed candles, signals, price.
 
-Every interval is aggregated once from the base series at start-up, and signals are computed once
-over each whole aggregated series; a request then only looks up the last candle closed at the
-clock's time. That is sound because indicators at row t read rows <= t only (tested in
-tests/unit/market), so nothing served can depend on a candle that has not closed yet.
+Each interval is aggregated from the base series, and its signals computed over the whole
+aggregated series, once, the first time it is asked for (so start-up does none of it); a request
+then only looks up the last candle closed at the clock's time. That is sound because indicators
+at row t read rows <= t only (tested in tests/unit/market), so nothing served can depend on a
+candle that has not closed yet.
+
+A synthetic feed has no fixed end, so an accelerated clock left running for months never meets a
+frozen market: when a request's time nears the end of what has been generated, the feed generates
+the next `horizon_days` of the same seeded market (`SyntheticMarket` continues its streams, so
+this costs the same after a year as after a day) and drops base rows more than `history_days`
+(+ slack) behind that time. Each interval keeps its latest `KEPT_BARS` candles from before the
+retained base, so candles are byte for byte those of one long generation, and signals too until
+an interval has dropped candles; after that its recursive indicators are re-seeded `KEPT_BARS`
+candles back and differ from the long generation's by float rounding (~1e-12 relative). Base bars
+(`bars`, `price`) for times before the retained base are gone. Readers hold one `_Snapshot` per
+request and an extension publishes a new one, so no answer mixes the market before and after it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +29,24 @@ from typing import Any
 import numpy as np
 
 from bot.domain import DEFAULT_ASSETS, INTERVAL_SECONDS
-from bot.market.data import Candles, load_dir, resample, synthetic_market
+from bot.market.data import Candles, SyntheticMarket, load_dir, resample
 from bot.market.signals import SignalSeries, compute_signal_series
 from bot.sim.clock import ms_to_iso
 
 SIGNAL_CODES = {1: "BUY", -1: "SELL", 0: "NEUTRAL"}
 INDICATORS = ("ema_fast", "ema_slow", "rsi", "macd", "macd_signal", "macd_hist", "atr", "close")
+# The API's largest `limit`: a request for the latest candles never reaches the dropped ones, and
+# indicators recomputed after a drop have this much warm-up (they converge long before).
+KEPT_BARS = 5000
+DAY_MS = 86_400_000
+# Extend when a request's time comes this close to the generated end.
+EXTEND_MARGIN_MS = DAY_MS
+# Base rows kept behind the asked time beyond `history_days`.
+KEEP_SLACK_MS = 7 * DAY_MS
+_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+
+Extender = Callable[[int], dict[str, Candles]]
+"""Given a time, the candles of every symbol that continue the base from its end to that time."""
 
 
 @dataclass(frozen=True)
@@ -29,16 +55,63 @@ class _Interval:
     signals: SignalSeries
 
 
-class MarketFeed:
-    """Candles of several symbols at every supported interval, served as of a given time."""
+class _Snapshot:
+    """One state of the market; an extension replaces it whole, never edits it."""
 
-    def __init__(self, base: dict[str, Candles], *, direction_interval: str = "1h") -> None:
+    __slots__ = ("base", "end_ms", "older", "series")
+
+    def __init__(self, base: dict[str, Candles], older: dict[tuple[str, str], Candles]) -> None:
+        self.base = base
+        self.older = older
+        self.end_ms = min(int(c.ts[-1]) + c.interval_ms for c in base.values())
+        self.series: dict[tuple[str, str], _Interval] = {}
+
+
+def _join(head: Candles | None, tail: Candles) -> Candles:
+    if head is None or not len(head):
+        return tail
+    if not len(tail):
+        return head
+    return Candles(
+        tail.symbol,
+        tail.interval,
+        *(np.concatenate((getattr(head, f), getattr(tail, f))) for f in _COLUMNS),
+    )
+
+
+def _last(candles: Candles, n: int) -> Candles:
+    """The last `n` rows, copied so they do not keep the larger arrays alive."""
+    part = candles.tail(n)
+    return Candles(part.symbol, part.interval, *(np.array(getattr(part, f)) for f in _COLUMNS))
+
+
+def _closed(candles: Candles, now_ms: int) -> int:
+    return int(np.searchsorted(candles.ts, now_ms - candles.interval_ms, side="right"))
+
+
+class MarketFeed:
+    """Candles of several symbols at every supported interval, served as of a given time.
+
+    With an `extend`er the base grows on demand, `chunk_ms` past its end at a time, keeping
+    `keep_ms` of base rows behind the time asked; without one (CSV) the data ends where it ends.
+    """
+
+    def __init__(
+        self,
+        base: dict[str, Candles],
+        *,
+        direction_interval: str = "1h",
+        extend: Extender | None = None,
+        chunk_ms: int = 60 * DAY_MS,
+        keep_ms: int = 30 * DAY_MS + KEEP_SLACK_MS,
+    ) -> None:
         if not base:
             raise ValueError("a market needs at least one symbol")
         intervals = {c.interval for c in base.values()}
         if len(intervals) != 1:
             raise ValueError(f"all base series must share one interval, got {sorted(intervals)}")
-        self.base = base
+        if extend is not None and (chunk_ms <= 0 or keep_ms <= 0):
+            raise ValueError("an extendable feed needs chunk_ms > 0 and keep_ms > 0")
         base_name = intervals.pop()
         self.base_interval_ms = INTERVAL_SECONDS[base_name] * 1000
         self.symbols = [s for s in sorted(base, key=lambda s: DEFAULT_ASSETS.get(s, 99))]
@@ -50,11 +123,11 @@ class MarketFeed:
         self.direction_interval = (
             direction_interval if direction_interval in self.intervals else self.intervals[0]
         )
-        self._series: dict[tuple[str, str], _Interval] = {}
-        for symbol, candles in base.items():
-            for name in self.intervals:
-                agg = candles if name == base_name else resample(candles, name)
-                self._series[symbol, name] = _Interval(agg, compute_signal_series(agg))
+        self._snap = _Snapshot(base, {})
+        self._extend = extend
+        self._chunk_ms = chunk_ms
+        self._keep_ms = keep_ms
+        self._lock = threading.Lock()
 
     @classmethod
     def synthetic(
@@ -66,38 +139,114 @@ class MarketFeed:
         horizon_days: int = 60,
         interval: str = "1m",
     ) -> MarketFeed:
+        """`history_days` before `start_ms` and `horizon_days` after, extended as time goes on."""
         step = INTERVAL_SECONDS[interval] * 1000
-        first = start_ms - history_days * 86_400_000
-        first -= first % 86_400_000
-        n = (start_ms + horizon_days * 86_400_000 - first) // step
-        return cls(synthetic_market(seed, start_ms=first, n=int(n), interval=interval))
+        first = start_ms - history_days * DAY_MS
+        first -= first % DAY_MS
+        market = SyntheticMarket(seed, start_ms=first, interval=interval)
+        base = market.take(int((start_ms + horizon_days * DAY_MS - first) // step))
+
+        def extend(end_ms: int) -> dict[str, Candles]:
+            return market.take(max(1, -(-(end_ms - market.next_ms) // step)))
+
+        return cls(
+            base,
+            extend=extend,
+            chunk_ms=max(horizon_days, 1) * DAY_MS,
+            keep_ms=history_days * DAY_MS + KEEP_SLACK_MS,
+        )
 
     @classmethod
     def from_csv_dir(
-        cls, directory: Path, interval: str, symbols: list[str] | None = None
+        cls,
+        directory: Path,
+        interval: str,
+        symbols: list[str] | None = None,
+        exchange: str | None = None,
     ) -> MarketFeed:
-        return cls(load_dir(directory, interval=interval, symbols=symbols))
+        return cls(load_dir(directory, interval=interval, symbols=symbols, exchange=exchange))
+
+    @property
+    def base(self) -> dict[str, Candles]:
+        """The base series as currently held (an extendable feed replaces it as it extends)."""
+        return self._snap.base
+
+    @property
+    def extendable(self) -> bool:
+        """Whether it generates more market as time nears its end (else `last_ms` is fixed)."""
+        return self._extend is not None
 
     @property
     def first_ms(self) -> int:
-        return max(int(c.ts[0]) for c in self.base.values())
+        """Where every symbol's held base rows begin; an extendable feed moves it forward."""
+        return max(int(c.ts[0]) for c in self._snap.base.values())
 
     @property
     def last_ms(self) -> int:
-        return min(int(c.ts[-1]) + self.base_interval_ms for c in self.base.values())
+        """Where the data ends: fixed for CSV, only what is generated so far when `extendable`."""
+        return self._snap.end_ms
 
-    def _closed_count(self, symbol: str, interval: str, now_ms: int) -> int:
-        candles = self._series[symbol, interval].candles
-        return int(np.searchsorted(candles.ts, now_ms - candles.interval_ms, side="right"))
+    def series(self, symbol: str, interval: str) -> _Interval:
+        """The aggregated candles and their signals, computed on first use and kept."""
+        return self._entry(self._snap, symbol, interval)
+
+    def _entry(self, snap: _Snapshot, symbol: str, interval: str) -> _Interval:
+        key = (symbol, interval)
+        found = snap.series.get(key)
+        if found is None:
+            with self._lock:
+                found = snap.series.get(key)
+                if found is None:
+                    candles = snap.base[symbol]
+                    agg = candles if candles.interval == interval else resample(candles, interval)
+                    agg = _join(snap.older.get(key), agg)
+                    found = snap.series[key] = _Interval(agg, compute_signal_series(agg))
+        return found
+
+    def _at(self, now_ms: int) -> _Snapshot:
+        """A snapshot whose base reaches past `now_ms` (extending first if it does not)."""
+        snap = self._snap
+        if self._extend is None or now_ms + EXTEND_MARGIN_MS < snap.end_ms:
+            return snap
+        with self._lock:
+            snap = self._snap
+            while now_ms + EXTEND_MARGIN_MS >= snap.end_ms:
+                snap = self._extended(snap, now_ms)
+            self._snap = snap
+        return snap
+
+    def _extended(self, snap: _Snapshot, now_ms: int) -> _Snapshot:
+        """`snap` with `chunk_ms` more market, and base rows `keep_ms` behind now handed over
+        to each interval's kept candles (cut at a day boundary, so no bucket is split)."""
+        assert self._extend is not None
+        end = snap.end_ms + self._chunk_ms
+        fresh = self._extend(end)
+        cut = min(now_ms, end) - self._keep_ms
+        cut -= cut % DAY_MS
+        base: dict[str, Candles] = {}
+        older = dict(snap.older)
+        for symbol, candles in snap.base.items():
+            more = fresh[symbol]
+            if more.interval != candles.interval or int(more.ts[0]) != snap.end_ms:
+                raise RuntimeError(f"{symbol}: the extension does not continue the base series")
+            k = int(np.searchsorted(candles.ts, cut, side="left"))
+            if k:
+                dropped = candles[:k]
+                for interval in self.intervals:
+                    key = (symbol, interval)
+                    agg = dropped if interval == dropped.interval else resample(dropped, interval)
+                    older[key] = _last(_join(older.get(key), agg), KEPT_BARS)
+            base[symbol] = _join(candles[k:], more)
+        return _Snapshot(base, older)
 
     # -- MarketView, for the trading venue ----------------------------------------------------
 
     def bars(
         self, symbol: str, after_ms: int, upto_ms: int
     ) -> list[tuple[int, float, float, float, float]]:
-        c = self.base[symbol]
+        c = self._at(upto_ms).base[symbol]
         lo = int(np.searchsorted(c.ts, after_ms, side="left"))
-        hi = int(np.searchsorted(c.ts, upto_ms - self.base_interval_ms, side="right"))
+        hi = _closed(c, upto_ms)
         return list(
             zip(
                 c.ts[lo:hi].tolist(),
@@ -111,16 +260,15 @@ class MarketFeed:
 
     def price(self, symbol: str, now_ms: int) -> float:
         """Close of the last closed base bar (the first open before any bar has closed)."""
-        c = self.base[symbol]
-        n = int(np.searchsorted(c.ts, now_ms - self.base_interval_ms, side="right"))
+        c = self._at(now_ms).base[symbol]
+        n = _closed(c, now_ms)
         return float(c.close[n - 1]) if n else float(c.open[0])
 
     def direction(self, symbol: str, ts_ms: int) -> int:
         """+1/-1/0 from the venue's signal on the candles closed at `ts_ms`."""
-        n = self._closed_count(symbol, self.direction_interval, ts_ms)
-        if n == 0:
-            return 0
-        return int(self._series[symbol, self.direction_interval].signals.signal[n - 1])
+        entry = self._entry(self._at(ts_ms), symbol, self.direction_interval)
+        n = _closed(entry.candles, ts_ms)
+        return int(entry.signals.signal[n - 1]) if n else 0
 
     # -- JSON views, for the HTTP API -------------------------------------------------------
 
@@ -133,8 +281,8 @@ class MarketFeed:
         start_ms: int | None,
         end_ms: int | None,
     ) -> dict[str, Any]:
-        candles = self._series[symbol, interval].candles
-        hi = self._closed_count(symbol, interval, now_ms)
+        candles = self._entry(self._at(now_ms), symbol, interval).candles
+        hi = _closed(candles, now_ms)
         if end_ms is not None:
             hi = min(hi, int(np.searchsorted(candles.ts, end_ms, side="right")))
         lo = 0 if start_ms is None else int(np.searchsorted(candles.ts, start_ms, side="left"))
@@ -158,8 +306,8 @@ class MarketFeed:
         return rows[0] if rows else None
 
     def signal_json(self, symbol: str, interval: str, now_ms: int) -> dict[str, Any]:
-        entry = self._series[symbol, interval]
-        n = self._closed_count(symbol, interval, now_ms)
+        entry = self._entry(self._at(now_ms), symbol, interval)
+        n = _closed(entry.candles, now_ms)
         if n == 0:
             return {
                 "symbol": symbol,

@@ -17,7 +17,6 @@ Response shapes (the proxy's is always ``{"ok": true, **backend_body}``):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot import safe_json
 from bot.sim.positions_venue import (
     Conflict,
     InvalidArgs,
@@ -163,7 +163,7 @@ async def _json_object(request: Request) -> dict[str, object]:
     if not raw.strip():
         raise _BadJson("empty body")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = safe_json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _BadJson(str(exc)) from exc
     if not isinstance(data, dict):

@@ -17,6 +17,13 @@ Choices the contract leaves open, fixed here and relied on by tests:
 * **Odds** are ``multiplier_bps``, overridden by the chosen side's ``odds_*_bps`` when given.
 * **Markets**: ``fixture_id`` is the market id as a string, so a numeric ``fixture_id`` filter
   (which the service matches against the market id) also matches the fixture id a client sees.
+* **Market supply** (so an accelerated clock never runs out of markets): past the markets made at
+  construction, each fixed time slot (``n_markets`` slots per three days, epoch-aligned) brings
+  its own markets, drawn from (seed, slot), once the slot lies wholly within three days of the
+  clock. What a venue holds at a time therefore depends on the seed and the time, not on how
+  often it was asked. Settled markets nobody bet on are **dropped** ``RETAIN_MS`` (14 days) after
+  they settle, and slots that would already be dropped are skipped unseen (their ids are still
+  used up), so markets stay bounded over months; markets with positions are always kept.
 * **Settlement** (lazy, on every call, by the clock): a market goes live at ``starts_at_ms`` and
   resolves at ``settles_at_ms`` with an outcome drawn from (seed, market id): home/away win
   (weighted by the market odds), void (market status 3, ``winner`` None; positions refunded, 5,
@@ -48,8 +55,10 @@ __all__ = [
     "CLOSE_STATUSES",
     "DEFAULT_FEE_BPS",
     "DEFAULT_LIMIT",
+    "HORIZON_MS",
     "I64_MAX",
     "MAX_LIMIT",
+    "RETAIN_MS",
     "AuditRow",
     "Conflict",
     "InvalidArgs",
@@ -87,6 +96,9 @@ STATE_FORMAT = 1
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 _MATCH_MS = 2 * _HOUR_MS
+_QUARTER_MS = 15 * 60_000
+HORIZON_MS = 3 * _DAY_MS
+RETAIN_MS = 14 * _DAY_MS
 P_CANCELLED = 0.03
 P_VOID = 0.04
 
@@ -257,6 +269,9 @@ class _State:
     markets: list[Market]
     positions: list[Position]
     audit: list[AuditRow] = field(default_factory=list)
+    n_markets: int = 12
+    next_slot: int | None = None  # None in files saved before markets were supplied by slot
+    next_market_id: int | None = None
 
 
 _STATE_ADAPTER: TypeAdapter[_State] = TypeAdapter(_State)
@@ -351,6 +366,15 @@ def _rng(seed: int, *parts: object) -> random.Random:
     return random.Random(":".join(["alura-sim", str(seed), *map(str, parts)]))  # noqa: S311
 
 
+def _slot_shape(n_markets: int) -> tuple[int, int]:
+    """(slot length, markets per slot) giving about `n_markets` starts per three days."""
+    if n_markets <= 0:
+        return HORIZON_MS, 0
+    per_slot = -(-n_markets * _QUARTER_MS // HORIZON_MS)
+    quarters = round(HORIZON_MS * per_slot / n_markets / _QUARTER_MS)
+    return max(1, quarters) * _QUARTER_MS, per_slot
+
+
 def _digest(seed: int, *parts: object, size: int = 32) -> bytes:
     text = ":".join(["alura-sim", str(seed), *map(str, parts)]).encode()
     return hashlib.sha512(text).digest()[:size]
@@ -372,6 +396,8 @@ class PositionsVenue:
 
     Deterministic for a given seed, clock and call sequence. Thread-safe (one re-entrant lock),
     and every public method returns copies, so callers cannot mutate state behind the lock.
+    `revision` counts state changes, reads included (they settle and add markets), so a caller
+    that persists the state knows when to save.
     """
 
     def __init__(
@@ -407,8 +433,19 @@ class PositionsVenue:
         self._wallets: set[str] = set()
         self._audit: list[AuditRow] = []
         self._next_id = FIRST_POSITION_ID
+        self._positioned: set[str] = set()
+        self._revision = 0
+        self._n_markets = n_markets
+        self._slot_ms, self._per_slot = _slot_shape(n_markets)
         self._generate_markets(n_markets, n_past_markets)
+        self._next_market_id = len(self._markets) + 1
+        self._next_slot = -(-(self.clock.now_ms() + HORIZON_MS) // self._slot_ms)
         self._settle_locked(self.clock.now_ms())
+
+    @property
+    def revision(self) -> int:
+        """Grows with every change to what `to_json` holds (not persisted: compare, don't store)."""
+        return self._revision
 
     # ---------------------------------------------------------------- markets
 
@@ -422,28 +459,69 @@ class PositionsVenue:
         for _ in range(n_upcoming):  # spread over the next three simulated days
             starts.append(start + rng.randint(_HOUR_MS, 3 * _DAY_MS) // quarter * quarter)
         for market_id, starts_at in enumerate(sorted(starts), start=1):
-            home, away = rng.sample(_TEAMS, 2)
-            p_home = rng.uniform(0.25, 0.75)
-            margin = 1.05
-            self._add_market(
-                Market(
-                    id=market_id,
-                    fixture_id=str(market_id),
-                    address=b58encode(_digest(self.seed, "market", market_id)),
-                    home_team=home,
-                    away_team=away,
-                    status=int(MarketStatus.OPEN),
-                    multiplier_bps=rng.choice((10_000, 11_000, 12_000, 15_000)),
-                    odds_home_bps=int(BPS / (p_home * margin)),
-                    odds_away_bps=int(BPS / ((1 - p_home) * margin)),
-                    starts_at_ms=starts_at,
-                    settles_at_ms=starts_at + _MATCH_MS,
-                )
-            )
+            self._add_market(self._draw_market(market_id, starts_at, rng))
+
+    def _draw_market(self, market_id: int, starts_at: int, rng: random.Random) -> Market:
+        home, away = rng.sample(_TEAMS, 2)
+        p_home = rng.uniform(0.25, 0.75)
+        margin = 1.05
+        return Market(
+            id=market_id,
+            fixture_id=str(market_id),
+            address=b58encode(_digest(self.seed, "market", market_id)),
+            home_team=home,
+            away_team=away,
+            status=int(MarketStatus.OPEN),
+            multiplier_bps=rng.choice((10_000, 11_000, 12_000, 15_000)),
+            odds_home_bps=int(BPS / (p_home * margin)),
+            odds_away_bps=int(BPS / ((1 - p_home) * margin)),
+            starts_at_ms=starts_at,
+            settles_at_ms=starts_at + _MATCH_MS,
+        )
+
+    def _supply_markets(self, now_ms: int) -> None:
+        """Fill every slot that ends within HORIZON_MS of `now_ms`, in slot order.
+
+        After a long jump, slots whose markets would all be past RETAIN_MS already are skipped,
+        ids included, so the result matches a venue that was stepped there.
+        """
+        if not self._per_slot:
+            return
+        end = (now_ms + HORIZON_MS) // self._slot_ms
+        unseen = (now_ms - RETAIN_MS - _MATCH_MS) // self._slot_ms - 1
+        if unseen > self._next_slot:
+            self._next_market_id += (unseen - self._next_slot) * self._per_slot
+            self._next_slot = unseen
+        while self._next_slot < end:
+            rng = _rng(self.seed, "slot", self._next_slot)
+            base = self._next_slot * self._slot_ms
+            quarters = self._slot_ms // _QUARTER_MS
+            for starts_at in sorted(
+                base + rng.randrange(quarters) * _QUARTER_MS for _ in range(self._per_slot)
+            ):
+                self._add_market(self._draw_market(self._next_market_id, starts_at, rng))
+                self._next_market_id += 1
+            self._next_slot += 1
+
+    def _prune_markets(self, now_ms: int) -> None:
+        """Drop settled markets nobody bet on, RETAIN_MS after they settled."""
+        cutoff = now_ms - RETAIN_MS
+        stale = [
+            m
+            for m in self._markets.values()
+            if m.settles_at_ms < cutoff
+            and m.status in (MarketStatus.SETTLED, MarketStatus.CANCELLED)
+            and m.address not in self._positioned
+        ]
+        for m in stale:
+            del self._markets[m.id]
+            del self._by_address[m.address]
+            self._revision += 1
 
     def _add_market(self, market: Market) -> None:
         self._markets[market.id] = market
         self._by_address[market.address] = market
+        self._revision += 1
 
     def markets(self) -> list[Market]:
         """All markets by id (copies)."""
@@ -651,6 +729,7 @@ class PositionsVenue:
             transaction_signature=b58encode(_digest(self.seed, "tx", pid, "open", size=64)),
         )
         self._positions[pid] = position
+        self._positioned.add(market.address)
         self._wallets.add(wallet)
         self._record(position, "open", wallet, None, at)
         return position
@@ -715,6 +794,7 @@ class PositionsVenue:
             self._settle_locked(self.clock.now_ms() if now_ms is None else now_ms)
 
     def _settle_locked(self, now_ms: int) -> list[int]:
+        self._supply_markets(now_ms)
         resolved: list[int] = []
         for market in self._markets.values():
             before = market.status
@@ -727,9 +807,11 @@ class PositionsVenue:
                         self._apply_outcome(p, market)
                         resolved.append(p.id)
             if market.status != before:
+                self._revision += 1
                 for p in self._positions.values():
                     if p.market_address == market.address and p.market is not None:
                         p.market.status = market.status
+        self._prune_markets(now_ms)
         return resolved
 
     def _resolve_market(self, market: Market) -> None:
@@ -773,6 +855,7 @@ class PositionsVenue:
             len(self._audit) + 1, at, action, p.id, actor, old_status, p.status, p.version, detail
         )
         self._audit.append(row)
+        self._revision += 1
 
     # ---------------------------------------------------------------- seeding
 
@@ -788,7 +871,9 @@ class PositionsVenue:
         with self._lock:
             now = self.clock.now_ms()
             self._maybe_settle(now)
-            self._wallets.add(wallet)
+            if wallet not in self._wallets:
+                self._wallets.add(wallet)
+                self._revision += 1
             rng = _rng(self.seed, "wallet", wallet, self._next_id)
             past = [
                 m
@@ -845,6 +930,9 @@ class PositionsVenue:
                 markets=list(self._markets.values()),
                 positions=list(self._positions.values()),
                 audit=list(self._audit),
+                n_markets=self._n_markets,
+                next_slot=self._next_slot,
+                next_market_id=self._next_market_id,
             )
             return json.dumps(dataclasses.asdict(state), indent=1, sort_keys=True)
 
@@ -871,6 +959,16 @@ class PositionsVenue:
             if position.market_address not in venue._by_address:
                 raise ValueError(f"position {position.id} refers to an unknown market")
             venue._positions[position.id] = position
+        venue._positioned = {p.market_address for p in state.positions}
+        venue._n_markets = state.n_markets
+        venue._slot_ms, venue._per_slot = _slot_shape(state.n_markets)
+        last_id = max([0, *(m.id for m in state.markets)])
+        venue._next_market_id = max(state.next_market_id or 1, last_id + 1)
+        if state.next_slot is not None:
+            venue._next_slot = state.next_slot
+        else:
+            last_start = max([venue.clock.now_ms(), *(m.starts_at_ms for m in state.markets)])
+            venue._next_slot = last_start // venue._slot_ms + 1
         venue._wallets = set(state.wallets) | {p.wallet_address for p in state.positions}
         venue._audit = list(state.audit)
         venue._next_id = max([state.next_position_id, *(p.id + 1 for p in state.positions)])

@@ -20,10 +20,10 @@ from typing import Any
 import uvicorn
 
 from bot.market import session_model as sm
-from bot.sim.accounts import Accounts
+from bot.sim.accounts import Accounts, warm_up
 from bot.sim.app import Simulator, agent_key_for, asgi
-from bot.sim.clock import SimClock
-from bot.sim.faults import FaultProfile
+from bot.sim.clock import SimClock, ms_to_iso
+from bot.sim.faults import FaultProfile, quiet_expected_disconnects
 from bot.sim.market_feed import MarketFeed
 from bot.sim.positions_venue import PositionsVenue
 from bot.sim.venue import TradingVenue
@@ -38,6 +38,7 @@ class SimOptions:
     seed: int = 7
     market: str = "synthetic"
     csv_interval: str = "5m"
+    csv_exchange: str | None = None
     speed: float = 3600.0
     start: str = DEFAULT_START
     token_ttl_s: int = 86_400
@@ -57,6 +58,20 @@ def parse_start(text: str) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+def replay_start(feed: MarketFeed, asked_ms: int | None) -> int:
+    """Where a CSV replay begins: a time inside the data (refused outside it, where the market
+    would be frozen), by default 200 hours in so indicators have history from the first tick."""
+    first, last = feed.first_ms, feed.last_ms
+    if asked_ms is None:
+        return min(first + 200 * 3_600_000, first + (last - first) // 2)
+    if not first <= asked_ms < last:
+        raise ValueError(
+            f"--start {ms_to_iso(asked_ms)} is outside the CSV data "
+            f"({ms_to_iso(first)} .. {ms_to_iso(last)}); pick a time inside it"
+        )
+    return asked_ms
 
 
 class StateStore:
@@ -105,9 +120,10 @@ def build_simulator(
     elif opts.market == "synthetic":
         feed = MarketFeed.synthetic(opts.seed, start_ms)
     elif opts.market.startswith("csv:"):
-        feed = MarketFeed.from_csv_dir(Path(opts.market[4:]), opts.csv_interval)
-        if opts.start == DEFAULT_START:
-            start_ms = feed.first_ms + 200 * 3_600_000
+        feed = MarketFeed.from_csv_dir(
+            Path(opts.market[4:]), opts.csv_interval, exchange=opts.csv_exchange
+        )
+        start_ms = replay_start(feed, None if opts.start == DEFAULT_START else start_ms)
     else:
         raise ValueError(f"market must be 'synthetic' or 'csv:DIR', got {opts.market!r}")
     if clock is None:
@@ -125,7 +141,11 @@ def build_simulator(
         feed, accounts, fees=sm.FeeSchedule(builder=opts.builder_fee), seed=opts.seed
     )
     positions = PositionsVenue(clock, opts.seed, owner_check=opts.owner_check)
-    faults = FaultProfile.from_toml(opts.faults) if opts.faults else FaultProfile()
+    faults = (
+        FaultProfile.from_toml(opts.faults, default_seed=opts.seed)
+        if opts.faults
+        else FaultProfile(seed=opts.seed)
+    )
     sim = Simulator(
         clock=clock,
         feed=feed,
@@ -153,6 +173,7 @@ class SimServer:
             asgi(sim), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         self._server = uvicorn.Server(config)
+        quiet_expected_disconnects()
         self._thread = threading.Thread(target=self._server.run, name="alura-sim", daemon=True)
         self.url = ""
 
@@ -178,10 +199,18 @@ class SimServer:
         self.stop()
 
 
+class _WarmingServer(uvicorn.Server):
+    """Once listening, loads what the first requests need (eth-account) in the background."""
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        threading.Thread(target=warm_up, name="alura-sim-warm-up", daemon=True).start()
+
+
 def serve(opts: SimOptions) -> None:
     """Run in the foreground until interrupted (the `alura-bot sim` command)."""
     sim = build_simulator(opts)
-    uvicorn.run(
+    config = uvicorn.Config(
         asgi(sim),
         host=opts.host,
         port=opts.port,
@@ -189,3 +218,8 @@ def serve(opts: SimOptions) -> None:
         access_log=False,
         lifespan="off",
     )
+    server = _WarmingServer(config)
+    quiet_expected_disconnects()
+    server.run()
+    if not server.started:  # uvicorn has logged why (e.g. the port is taken)
+        raise OSError(f"could not listen on {opts.host}:{opts.port}")

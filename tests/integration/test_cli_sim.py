@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.journal import Journal
-from tests.conftest import TEST_ADDRESS, TEST_KEY
+from tests.conftest import TEST_ADDRESS, TEST_KEY, paper_session_row
 
 runner = CliRunner()
 
@@ -138,3 +138,50 @@ def test_close_all_refuses_without_yes(live_config: Path, tmp_path: Path) -> Non
     Journal.open(tmp_path / "j.sqlite").close()
     out = runner.invoke(app, ["close-all", "--config", str(live_config)])
     assert out.exit_code == 2 and "--yes" in out.output
+
+
+def open_eth(live_config: Path) -> Any:
+    args = ["sessions", "open", "--config", str(live_config), "--asset", "ETH", "--budget", "60"]
+    return runner.invoke(app, [*args, "--live", "--yes"])
+
+
+def test_a_second_session_on_a_busy_asset_is_refused_before_anything_is_sent(
+    sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    assert open_eth(live_config).exit_code == 0
+    sent = len(sim_server.sim.requests.entries)
+    again = open_eth(live_config)
+    assert again.exit_code == 2 and "already has an open session" in again.output
+    assert len(Journal.open(tmp_path / "j.sqlite").intents()) == 1
+    posts = [e for e in list(sim_server.sim.requests.entries)[sent:] if e["method"] == "POST"]
+    assert posts == []
+
+
+@pytest.mark.parametrize(
+    ("strategies", "says"),
+    [
+        ("", "position_guard closes the 1 open session(s) on the next tick"),
+        (
+            '[[strategies]]\nname = "signal_follower"\n',
+            "the 1 open session(s) stay open: close them with",
+        ),
+    ],
+    ids=["default strategies (with position_guard)", "no position_guard"],
+)
+def test_close_all_says_what_will_close_the_sessions(
+    sim_server: Any, live_config: Path, tmp_path: Path, strategies: str, says: str
+) -> None:
+    assert open_eth(live_config).exit_code == 0
+    live_config.write_text(live_config.read_text() + strategies)
+    out = runner.invoke(app, ["close-all", "--config", str(live_config), "--yes"])
+    assert out.exit_code == 0 and says in " ".join(out.output.split()), out.output
+    assert Journal.open(tmp_path / "j.sqlite").paused
+
+
+def test_a_paper_session_in_the_journal_does_not_block_a_live_open(
+    sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    journal = Journal.open(tmp_path / "j.sqlite")
+    journal.upsert_session(paper_session_row("paper-1", "ETH", "60"))
+    journal.close()
+    assert open_eth(live_config).exit_code == 0

@@ -23,6 +23,7 @@ OPTIONS = [
     "--seed",
     "--market",
     "--csv-interval",
+    "--csv-exchange",
     "--speed",
     "--start",
     "--token-ttl",
@@ -131,3 +132,119 @@ def test_bad_fault_profile_exits_2(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "kind = 'meteor'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def run_sim(*args: str) -> subprocess.CompletedProcess[str]:
+    """`alura-bot sim` expected to refuse its arguments (a server that starts is a failure)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "sim", "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`alura-bot sim {' '.join(args)}` started a server instead of refusing")
+
+
+BAD_VALUES = [
+    (["--balance", "abc"], "--balance"),
+    (["--balance", "-5"], "--balance"),
+    (["--balance", "NaN"], "--balance"),
+    (["--token-ttl", "0"], "--token-ttl"),
+    (["--nonce-ttl", "-1"], "--nonce-ttl"),
+    (["--speed", "-3"], "--speed"),
+    (["--speed", "inf"], "--speed"),
+    (["--speed", "fast"], "--speed"),
+    (["--market", "nope"], "--market"),
+    (["--market", "csv:/does/not/exist"], "--market"),
+    (["--port", "abc"], "--port"),
+    (["--port", "70000"], "--port"),
+    (["--seed", "-1"], "--seed"),
+    (["--start", "yesterday"], "--start"),
+    (["--csv-interval", "2m"], "--csv-interval"),
+    (["--builder-fee", "0.5"], "--builder-fee"),
+    (["--no-such-option"], "--no-such-option"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_value_is_one_line_naming_the_option_exit_2(args: list[str], option: str) -> None:
+    out = run_sim(*args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert len(lines) == 1 and option in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.fixture
+def csv_dir(tmp_path: Path) -> Path:
+    """Two exchanges' 1h BTC files over the same ten days, as shared/data/candles has."""
+    from bot.market.data import synthetic_market, write_csv
+
+    start = 1_736_121_600_000
+    for seed, exchange in ((3, "hyperliquid"), (4, "binance")):
+        (btc,) = synthetic_market(
+            seed, start_ms=start, n=240, interval="1h", symbols=["BTC"]
+        ).values()
+        write_csv(btc, tmp_path / f"BTC-USDC_{exchange}_1h.csv")
+    return tmp_path
+
+
+def binance_replay(csv_dir: Path) -> list[str]:
+    return ["--market", f"csv:{csv_dir}", "--csv-interval", "1h", "--csv-exchange", "binance"]
+
+
+def test_a_symbol_on_several_exchanges_asks_for_csv_exchange(csv_dir: Path) -> None:
+    out = run_sim("--market", f"csv:{csv_dir}", "--csv-interval", "1h")
+    assert out.returncode == 2 and "--csv-exchange" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_csv_exchange_picks_that_exchanges_files(
+    csv_dir: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    from bot.market.data import load_csv
+
+    proc, url = start_sim(*binance_replay(csv_dir), "--speed", "0")
+    procs.append(proc)
+    rows = httpx.get(f"{url}/api/indicators/candles/BTC/1h?limit=3", timeout=10).json()["candles"]
+    served = {r["time"]: r["close"] for r in rows}
+    binance = load_csv(csv_dir / "BTC-USDC_binance_1h.csv")
+    closes = dict(zip(binance.ts.tolist(), binance.close.tolist(), strict=True))
+    assert served and all(closes[t] == c for t, c in served.items())
+
+
+@pytest.mark.parametrize("start", ["2030-01-01T00:00:00Z", "2020-01-01T00:00:00Z"])
+def test_a_start_outside_the_csv_data_is_refused_with_its_range(csv_dir: Path, start: str) -> None:
+    out = run_sim(*binance_replay(csv_dir), "--start", start)
+    assert out.returncode == 2, out.stderr
+    assert "outside the CSV data" in out.stderr and "2025-01-06" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_injected_cuts_and_vanished_clients_log_one_line_not_a_traceback(
+    tmp_path: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    import socket
+
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[rule]]\nkind = "drop"\nmatch = "GET /api/indicators/*"\n')
+    proc, url = start_sim("--faults", str(faults))
+    procs.append(proc)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/api/indicators/signals/all/1h", timeout=10)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            b"POST /auth/evm/challenge HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n{"
+        )
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None
+    log = proc.stdout.read()
+    proc.wait(timeout=20)
+    assert "fault: connection cut mid-response" in log
+    assert "client disconnected mid-request" in log
+    assert "Traceback" not in log, log

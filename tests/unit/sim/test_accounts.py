@@ -61,8 +61,32 @@ def test_nonce_is_single_use() -> None:
     message = accounts.challenge(TEST_ADDRESS)["message"]
     signature = sign(message)
     accounts.verify(TEST_ADDRESS, signature)
-    with pytest.raises(AuthFailed):
+    with pytest.raises(AuthFailed, match="Nonce already used"):
         accounts.verify(TEST_ADDRESS, signature)
+
+
+def test_a_replayed_signature_is_named_a_reused_nonce_even_with_a_new_challenge_pending() -> None:
+    accounts = Accounts()
+    old = sign(accounts.challenge(TEST_ADDRESS)["message"])
+    accounts.verify(TEST_ADDRESS, old)
+    accounts.challenge(TEST_ADDRESS)
+    with pytest.raises(AuthFailed, match="Nonce already used"):
+        accounts.verify(TEST_ADDRESS, old)
+
+
+def test_verify_without_any_challenge_asks_for_one() -> None:
+    with pytest.raises(AuthFailed, match="No pending challenge"):
+        Accounts().verify(TEST_ADDRESS, sign("anything"))
+
+
+def test_a_reused_nonce_is_still_refused_after_a_restore() -> None:
+    accounts = Accounts()
+    signature = sign(accounts.challenge(TEST_ADDRESS)["message"])
+    accounts.verify(TEST_ADDRESS, signature)
+    restored = Accounts()
+    restored.load_json(accounts.to_json())
+    with pytest.raises(AuthFailed, match="Nonce already used"):
+        restored.verify(TEST_ADDRESS, signature)
 
 
 def test_challenge_expires() -> None:
@@ -91,9 +115,17 @@ def test_missing_or_bad_token_refused(header: str | None) -> None:
         Accounts().authenticate(header)
 
 
-def test_expire_all_tokens_invalidates_issued_tokens() -> None:
+def test_expire_all_tokens_makes_issued_tokens_expired() -> None:
     accounts = Accounts()
     token = login(accounts)
+    accounts.expire_all_tokens()
+    with pytest.raises(AuthFailed, match="Token expired"):
+        accounts.authenticate(f"Bearer {token}")
+
+
+def test_a_token_signed_by_a_stranger_is_invalid_not_expired() -> None:
+    accounts = Accounts()
+    token = login(Accounts())
     accounts.expire_all_tokens()
     with pytest.raises(AuthFailed, match="Invalid token"):
         accounts.authenticate(f"Bearer {token}")

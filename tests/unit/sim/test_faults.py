@@ -133,3 +133,23 @@ async def test_fired_counts_what_was_injected() -> None:
     for _ in range(6):
         await post(app)
     assert profile.fired["status"] == 3
+
+
+def test_a_profile_without_a_seed_follows_the_simulator_seed(tmp_path: Any, sim_feed: Any) -> None:
+    from bot.sim.server import SimOptions, build_simulator
+
+    path = tmp_path / "faults.toml"
+    path.write_text('[[rule]]\nkind = "status"\nprobability = 0.3\n')
+
+    def fired(seed: int) -> list[int]:
+        sim = build_simulator(SimOptions(speed=0, seed=seed, faults=path), feed=sim_feed)
+        return [len(sim.faults.pick("GET", "/x")) for _ in range(200)]
+
+    assert fired(5) == fired(5)
+    assert fired(5) != fired(6)
+
+
+def test_a_seed_in_the_profile_wins_over_the_simulator_seed(tmp_path: Any) -> None:
+    path = tmp_path / "faults.toml"
+    path.write_text('seed = 3\n[[rule]]\nkind = "status"\n')
+    assert FaultProfile.from_toml(path, default_seed=99).seed == 3

@@ -18,6 +18,7 @@ from bot.sim.positions_venue import (
     I64_MAX,
     Conflict,
     InvalidArgs,
+    Market,
     MarketNotOpen,
     MarketStatus,
     NotFound,
@@ -558,11 +559,13 @@ def test_every_outcome_occurs_and_follows_the_rules() -> None:
     outcomes: Counter[int] = Counter()
     for seed in range(60):
         clock, venue = make_venue(seed=seed, n_markets=12, n_past_markets=0)
-        for m in venue.markets():
+        first = venue.markets()
+        for m in first:
             venue.open_position(WALLET, m.id, 1, 1_000_000, 11_000)
             venue.open_position(WALLET, m.id, 2, 1_000_000, 11_000, None, 30_000)
         clock.advance(4 * DAY)
-        markets = {m.address: m for m in venue.markets()}
+        markets = {m.address: m for m in venue.markets() if m.id <= len(first)}
+        assert len(markets) == len(first)
         assert all(
             m.status in (MarketStatus.SETTLED, MarketStatus.CANCELLED) for m in markets.values()
         )
@@ -605,6 +608,91 @@ def test_settle_with_explicit_time() -> None:
     p = venue.open_position(WALLET, market.id, 1, 1_000, 10_000)
     assert venue.settle(market.settles_at_ms - 1) == []
     assert venue.settle(market.settles_at_ms) == [p.id]
+
+
+# --------------------------------------------------------------------------- market supply
+
+
+def upcoming(venue: PositionsVenue, now: int) -> list[Market]:
+    return [m for m in venue.markets() if m.status == MarketStatus.OPEN and m.starts_at_ms > now]
+
+
+def test_markets_keep_coming_as_the_clock_runs_for_a_month() -> None:
+    clock, venue = make_venue(n_markets=12, n_past_markets=6)
+    placed = venue.open_position(WALLET, open_market(venue), 1, 1_000, 10_000)
+    for _ in range(30 * 4):
+        clock.advance(6 * HOUR)
+        venue.list_positions(WALLET)
+        now = clock.now_ms()
+        ahead = upcoming(venue, now)
+        assert 8 <= len(ahead) <= 16
+        assert all(m.starts_at_ms <= now + 3 * DAY for m in ahead)
+    ids = [m.id for m in venue.markets()]
+    assert ids == sorted(set(ids)) and ids[-1] > 18
+    assert len(ids) < 12 + 16 * 4  # settled markets nobody bet on are dropped after 14 days
+    assert venue.market(placed.market_address).status != MarketStatus.OPEN  # bet on: kept
+    p = venue.open_position(WALLET, ahead[0].address, 2, 5_000, 11_000)
+    assert p.status == PositionStatus.PLACED and p.market_address == ahead[0].address
+    clock.set(ahead[0].settles_at_ms)
+    assert venue.get_position(p.id).status != PositionStatus.PLACED
+
+
+def test_markets_depend_on_the_time_not_on_how_it_was_reached() -> None:
+    target = START_MS + 30 * DAY + 5 * HOUR
+    clocks_venues = [make_venue(seed=4) for _ in range(3)]
+    (fine_clock, fine), (lumpy_clock, lumpy), (jump_clock, jump) = clocks_venues
+    while fine_clock.now_ms() < target:
+        fine_clock.advance(min(HOUR, target - fine_clock.now_ms()))
+        fine.markets()
+    for step in (DAY + 7, 9 * DAY, 3 * HOUR, 17 * DAY):
+        lumpy_clock.advance(step)
+        lumpy.settle()
+    lumpy_clock.set(target)
+    jump_clock.set(target)
+    assert fine.markets() == lumpy.markets() == jump.markets()
+    assert len(upcoming(fine, target)) >= 8
+    assert fine.to_json() == lumpy.to_json() == jump.to_json()
+
+
+def test_round_trip_after_a_month_keeps_markets_and_what_comes_next() -> None:
+    clock, venue = make_venue(seed=8)
+    clock.advance(12 * DAY)
+    kept = venue.open_position(WALLET, upcoming(venue, clock.now_ms())[0].id, 1, 100, 10_000)
+    clock.advance(20 * DAY)
+    text = venue.to_json()
+    twin_clock = SimClock.stepped(clock.now_ms())
+    restored = PositionsVenue.from_json(text, twin_clock)
+    assert restored.to_json() == text
+    assert restored.markets() == venue.markets()
+    assert restored.get_position(kept.id) == venue.get_position(kept.id)
+    for c in (clock, twin_clock):
+        c.advance(4 * DAY)
+    later = venue.markets()
+    assert restored.markets() == later
+    assert max(m.id for m in later) > max(m["id"] for m in json.loads(text)["markets"])
+    assert restored.to_json() == venue.to_json()
+
+
+def test_state_saved_before_slots_existed_still_gets_new_markets() -> None:
+    clock, venue = make_venue(seed=2)
+    state = json.loads(venue.to_json())
+    for key in ("n_markets", "next_slot", "next_market_id"):
+        del state[key]
+    clock.advance(10 * DAY)
+    restored = PositionsVenue.from_json(json.dumps(state), clock)
+    ahead = upcoming(restored, clock.now_ms())
+    assert len(ahead) >= 8
+    assert min(m.id for m in ahead) > max(m["id"] for m in state["markets"])
+
+
+def test_revision_moves_when_a_read_changes_the_state() -> None:
+    clock, venue = make_venue()
+    before = venue.revision
+    venue.markets()
+    assert venue.revision == before
+    clock.advance(DAY)
+    venue.markets()
+    assert venue.revision > before
 
 
 # --------------------------------------------------------------------------- stats, seeding
