@@ -1,11 +1,15 @@
 """Strategies, registered by name. Third parties: the `alura_bot.strategies` entry-point group,
-or a directory of modules given in config (`strategies_dir`)."""
+or a directory of modules given in config (`strategies_dir`).
+
+A name resolves to the user directory's strategy first (an operator's own copy wins), then to a
+built-in, then to an entry point: an installed package cannot take a built-in's name.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ _BUILTIN = {
 }
 
 AnyStrategy = Strategy[Any] | PositionManager
+log = logging.getLogger("bot.strategies")
 
 
 class UnknownStrategy(LookupError):
@@ -55,25 +60,55 @@ def _from_dir(directory: Path) -> dict[str, type]:
     return found
 
 
-def available(directory: Path | None = None) -> dict[str, type]:
-    """Every strategy class by name: built-ins, entry points, then a user directory."""
-    classes: dict[str, type] = {name: _load(target) for name, target in _BUILTIN.items()}
+def _entry_points(name: str | None = None) -> dict[str, type]:
+    from importlib.metadata import entry_points
+
+    found: dict[str, type] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        classes[ep.name] = ep.load()
+        if name is not None and ep.name != name:
+            continue
+        if ep.name in _BUILTIN:
+            log.warning("entry point %s (%s) ignored: it is a built-in's name", ep.name, ep.value)
+            continue
+        found[ep.name] = ep.load()
+    return found
+
+
+def available(directory: Path | None = None) -> dict[str, type]:
+    """Every strategy class by name, with the precedence `create` uses."""
+    classes: dict[str, type] = _entry_points()
+    classes.update({name: _load(target) for name, target in _BUILTIN.items()})
     if directory is not None:
         classes.update(_from_dir(directory))
     return classes
+
+
+def resolve(name: str, directory: Path | None = None) -> type:
+    """The class behind one name, loading only what it takes to find it."""
+    if directory is not None and (mine := _from_dir(directory).get(name)) is not None:
+        return mine
+    if name in _BUILTIN:
+        return _load(_BUILTIN[name])
+    found = _entry_points(name).get(name)
+    if found is None:
+        classes = available(directory)
+        raise UnknownStrategy(f"unknown strategy {name!r}; available: {', '.join(sorted(classes))}")
+    return found
 
 
 def create(
     name: str, params: dict[str, Any] | None = None, directory: Path | None = None
 ) -> AnyStrategy:
     """Instantiate a strategy by name with validated params."""
-    classes = available(directory)
-    if name not in classes:
-        raise UnknownStrategy(f"unknown strategy {name!r}; available: {', '.join(sorted(classes))}")
-    instance: AnyStrategy = classes[name](params)
+    instance: AnyStrategy = resolve(name, directory)(params)
     return instance
 
 
-__all__ = ["ENTRY_POINT_GROUP", "StrategyParamsError", "UnknownStrategy", "available", "create"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "StrategyParamsError",
+    "UnknownStrategy",
+    "available",
+    "create",
+    "resolve",
+]

@@ -11,9 +11,10 @@ Position managers (`PositionManager`) work on live state instead: `manage(state)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -84,6 +85,59 @@ class Signals:
         return cls(enter, exit_, none, none.copy())
 
 
+@dataclass(frozen=True)
+class LastRow:
+    """The flags of the newest closed candle: all the live engine acts on."""
+
+    enter_long: bool
+    exit_long: bool
+    enter_short: bool
+    exit_short: bool
+
+    @classmethod
+    def of(cls, flags: Signals) -> LastRow:
+        return cls(
+            bool(flags.enter_long[-1]),
+            bool(flags.exit_long[-1]),
+            bool(flags.enter_short[-1]),
+            bool(flags.exit_short[-1]),
+        )
+
+
+class IndicatorStream(Protocol):
+    """`indicators` one candle at a time: the columns' values for the row just pushed, equal to
+    that row of the vectorised columns (bit for bit; the parity tests hold each one to it)."""
+
+    def push(
+        self, open_: float, high: float, low: float, close: float, volume: float
+    ) -> dict[str, float]: ...
+
+
+@dataclass
+class _Follow:
+    """One asset's stream and where in the candle series it has got to."""
+
+    stream: IndicatorStream
+    first_ts: int
+    recent: deque[dict[str, float]]
+    rows: int = 0
+    last_ts: int = 0
+    last_close: float = 0.0
+    flags: LastRow | None = None
+
+    def continues(self, candles: Candles) -> bool:
+        """True when `candles` is the series already pushed, plus possibly newer rows."""
+        i = self.rows - 1
+        return (
+            len(candles) >= self.rows
+            and int(candles.ts[0]) == self.first_ts
+            and int(candles.ts[i]) == self.last_ts
+            and float(candles.close[i]) == self.last_close
+        )
+
+
+_COLUMNS = ("open", "high", "low", "close", "volume")
+
 P = TypeVar("P", bound=StrategyParams)
 
 
@@ -93,9 +147,12 @@ class Strategy(ABC, Generic[P]):
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]]
     kind: ClassVar[str] = "candles"
+    signal_rows: ClassVar[int] = 2
+    """Rows of columns `signals` reads to decide the newest row (2: a cross needs the previous)."""
 
     def __init__(self, params: P | dict[str, Any] | None = None) -> None:
         self.params: P = self.parse_params(params)
+        self._follow: dict[str, _Follow] = {}
 
     @classmethod
     def parse_params(cls, params: Any) -> P:
@@ -131,6 +188,36 @@ class Strategy(ABC, Generic[P]):
 
     def run(self, candles: Candles) -> Signals:
         return self.signals(candles, self.indicators(candles))
+
+    def stream(self) -> IndicatorStream | None:
+        """A fresh one-candle-at-a-time `indicators` for the live engine, or None (the default)
+        to recompute the whole series every tick."""
+        return None
+
+    def last_row(self, asset: str, candles: Candles) -> LastRow:
+        """The newest row's flags. With a `stream`, only candles not seen before are computed;
+        a series that does not continue the last one (a refetch, the history cut back) starts
+        a new stream. Same flags as `run(candles)` at its last row, either way."""
+        if not len(candles):
+            return LastRow(False, False, False, False)
+        follow = self._follow.get(asset)
+        if follow is None or not follow.continues(candles):
+            stream = self.stream()
+            if stream is None:
+                return LastRow.of(self.run(candles))
+            follow = _Follow(stream, int(candles.ts[0]), deque(maxlen=self.signal_rows))
+            self._follow[asset] = follow
+        if len(candles) > follow.rows or follow.flags is None:
+            fresh = [getattr(candles, k)[follow.rows :].tolist() for k in _COLUMNS]
+            for row in zip(*fresh, strict=True):
+                follow.recent.append(follow.stream.push(*row))
+            follow.rows = len(candles)
+            follow.last_ts = int(candles.ts[-1])
+            follow.last_close = float(candles.close[-1])
+            recent = list(follow.recent)
+            columns = {k: np.array([r[k] for r in recent]) for k in recent[0]}
+            follow.flags = LastRow.of(self.signals(candles.tail(len(recent)), columns))
+        return follow.flags
 
     def open_decision(self, asset: str, side: Side, reason: str) -> Decision:
         """The session to open on an entry, from the strategy's `session` params."""
@@ -168,6 +255,8 @@ class ManagedPosition:
     close_pnl: int | None
     opened_at_ms: int
     market_status: int | None
+    # what the journal saw first for this position: the baseline of "market status changed"
+    first_market_status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pydantic import Field, model_validator
 
 from bot.market.data import Candles
 from bot.market.indicators import crossover, crossunder, ema, sma
-from strategies.base import FloatArray, Signals, Strategy, StrategyParams
+from bot.market.streaming import ema_stream
+from strategies.base import FloatArray, IndicatorStream, Signals, Strategy, StrategyParams
 
 
 class EmaCrossParams(StrategyParams):
@@ -43,9 +44,27 @@ class EmaCross(Strategy[EmaCrossParams]):
             "slow": avg(candles.close, self.params.slow),
         }
 
+    def stream(self) -> IndicatorStream | None:
+        if self.params.kind != "ema":
+            return None
+        return _EmaColumns(self.params.fast, self.params.slow)
+
     def signals(self, candles: Candles, columns: dict[str, FloatArray]) -> Signals:
         up = crossover(columns["fast"], columns["slow"])
         down = crossunder(columns["fast"], columns["slow"])
         if not self.params.allow_short:
             return Signals.long_only(up, down)
         return Signals(up, down, down.copy(), up.copy())
+
+
+class _EmaColumns:
+    """`EmaCross.indicators` (EMA kind) one candle at a time."""
+
+    def __init__(self, fast: int, slow: int) -> None:
+        self._fast = ema_stream(fast)
+        self._slow = ema_stream(slow)
+
+    def push(
+        self, open_: float, high: float, low: float, close: float, volume: float
+    ) -> dict[str, float]:
+        return {"fast": self._fast.push(close), "slow": self._slow.push(close)}

@@ -30,6 +30,7 @@ __all__ = [
     "CandleFileName",
     "Candles",
     "CheckReport",
+    "SyntheticMarket",
     "check_candles",
     "check_csv",
     "interval_ms",
@@ -66,6 +67,9 @@ _FILENAME_RE = re.compile(
 # Timestamps outside [1e11, 1e14) ms (1973 .. 5138) are almost surely seconds or microseconds.
 _TS_MIN = 10**11
 _TS_MAX = 10**14
+# No traded asset is priced anywhere near this; a 1e308 "price" is garbage that would overflow
+# the indicators (squares, sums) into inf/NaN, not a market.
+MAX_PRICE = 1e12
 _POW10 = 10.0 ** np.arange(23)
 _PARSE_CHUNK = 1 << 17
 _SEP_PATTERN = np.array([44, 44, 44, 44, 44, 10], dtype=np.uint8)
@@ -290,6 +294,46 @@ def _first_true(mask: NDArray[np.bool_]) -> int | None:
     return i if mask[i] else None
 
 
+_FEW_ROWS = 16
+
+
+def _few_rows_ok(
+    ts_f: FloatArray,
+    o: FloatArray,
+    h: FloatArray,
+    lo: FloatArray,
+    c: FloatArray,
+    v: FloatArray,
+    step_ms: int,
+    allow_gaps: bool,
+) -> bool:
+    """The checks of `_validate` in plain Python for a handful of rows (the daemon validates one
+    new candle per asset per tick, where numpy's per-call cost dominates); True only when none
+    of them would flag a row, so the vectorised pass (and its messages) runs otherwise."""
+    prev: float | None = None
+    for t, op, hi, low, cl, vol in zip(
+        ts_f.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist(), strict=True
+    ):
+        if not (
+            math.isfinite(t)
+            and math.isfinite(vol)
+            and math.floor(t) == t
+            and _TS_MIN <= t < _TS_MAX
+        ):
+            return False
+        for price in (op, hi, low, cl):
+            if not (math.isfinite(price) and 0 < price <= MAX_PRICE):
+                return False
+        if not (vol >= 0 and low <= hi and low <= op <= hi and low <= cl <= hi):
+            return False
+        if prev is not None:
+            step = int(t) - int(prev)
+            if step <= 0 or step % step_ms or (not allow_gaps and step != step_ms):
+                return False
+        prev = t
+    return True
+
+
 def _validate(
     source: str,
     symbol: str,
@@ -310,6 +354,10 @@ def _validate(
     n = len(ts_f)
     if n == 0:
         raise CandleDataError(source, "no candles")
+    step_ms = interval_ms(interval)
+    if n <= _FEW_ROWS and _few_rows_ok(ts_f, o, h, lo, c, v, step_ms, allow_gaps):
+        ts = ts_f.astype(np.int64)
+        return _report(source, symbol, interval, ts, np.diff(ts), v, step_ms, max_gaps)
     cols = {"timestamp": ts_f, "open": o, "high": h, "low": lo, "close": c, "volume": v}
     found: list[tuple[int, Callable[[int], str]]] = []
 
@@ -344,13 +392,16 @@ def _validate(
     )
     for name in ("open", "high", "low", "close"):
         flag(cols[name] <= 0, is_bad(name, cols[name], "is not positive"))
+        flag(
+            np.isfinite(cols[name]) & (cols[name] > MAX_PRICE),
+            is_bad(name, cols[name], f"is implausibly large (above {MAX_PRICE:g})"),
+        )
     flag(v < 0, is_bad("volume", v, "is negative"))
     flag(h < lo, lambda i: f"high {num(h, i)} < low {num(lo, i)}")
     for name in ("open", "close"):
         col = cols[name]
         flag((h >= lo) & ((col < lo) | (col > h)), outside(name, col))
 
-    step_ms = interval_ms(interval)
     ts_ok = _first_true(~finite_ts) is None
     ts = ts_f.astype(np.int64) if ts_ok else np.zeros(n, dtype=np.int64)
     steps = np.diff(ts)
@@ -394,7 +445,19 @@ def _validate(
     if found:
         row, message = min(found, key=lambda f: f[0])
         raise CandleDataError(source, message(row), line=row + first_line, unit=unit)
+    return _report(source, symbol, interval, ts, steps, v, step_ms, max_gaps)
 
+
+def _report(
+    source: str,
+    symbol: str,
+    interval: str,
+    ts: IntArray,
+    steps: IntArray,
+    v: FloatArray,
+    step_ms: int,
+    max_gaps: int,
+) -> CheckReport:
     gap_idx = np.flatnonzero(steps > step_ms)
     missing = steps[gap_idx] // step_ms - 1
     listed = gap_idx[:max_gaps]
@@ -402,7 +465,7 @@ def _validate(
         source=source,
         symbol=symbol,
         interval=interval,
-        rows=n,
+        rows=len(ts),
         first_ts=int(ts[0]),
         last_ts=int(ts[-1]),
         gap_count=int(gap_idx.size),
@@ -671,7 +734,7 @@ def load_dir(
             names = ", ".join(ex for ex, _ in files)
             raise ValueError(
                 f"{sym} {interval} has files from several exchanges ({names}) in {root}; "
-                "pass exchange= to pick one"
+                "pick one (backtest: --exchange; sim: --csv-exchange)"
             )
         out[sym] = load_csv(files[0][1], symbol=sym, interval=interval, allow_gaps=allow_gaps)
     return out
@@ -837,28 +900,46 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def _piecewise(
-    rng: np.random.Generator,
-    n: int,
-    mean_steps: Sequence[float],
-    draw: Callable[[np.random.Generator, int], FloatArray],
-) -> FloatArray:
+class _Regimes:
     """Regime path: states cycle in order, each lasting a geometric number of steps.
 
-    Drawn in fixed batches so a longer path starts with exactly the shorter one.
+    Drawn in fixed batches, and the segment in progress carries over from one `take` to the
+    next, so consecutive takes give exactly the path one take of their total length gives.
     """
-    lengths: list[NDArray[np.int64]] = []
-    values: list[FloatArray] = []
-    total = 0
-    while total < n:
-        lens = np.stack(
-            [rng.geometric(min(1.0, 1.0 / max(m, 1.0)), size=_BATCH) for m in mean_steps], axis=1
-        ).ravel()
-        lengths.append(lens)
-        values.append(draw(rng, _BATCH))
-        total += int(lens.sum())
-    out: FloatArray = np.repeat(np.concatenate(values), np.concatenate(lengths))[:n]
-    return out
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        mean_steps: Sequence[float],
+        draw: Callable[[np.random.Generator, int], FloatArray],
+    ) -> None:
+        self._rng = rng
+        self._probs = [min(1.0, 1.0 / max(m, 1.0)) for m in mean_steps]
+        self._draw = draw
+        self._lengths: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._values: FloatArray = np.empty(0, dtype=np.float64)
+
+    def take(self, n: int) -> FloatArray:
+        lengths = [self._lengths]
+        values = [self._values]
+        total = int(self._lengths.sum())
+        while total < n:
+            lens = np.stack(
+                [self._rng.geometric(p, size=_BATCH) for p in self._probs], axis=1
+            ).ravel()
+            lengths.append(lens)
+            values.append(self._draw(self._rng, _BATCH))
+            total += int(lens.sum())
+        all_lengths = np.concatenate(lengths)
+        all_values = np.concatenate(values)
+        out: FloatArray = np.repeat(all_values, all_lengths)[:n]
+        ends = np.cumsum(all_lengths)
+        k = int(np.searchsorted(ends, n, side="right"))
+        rest = all_lengths[k:].copy()
+        if rest.size:
+            rest[0] = ends[k] - n
+        self._lengths, self._values = rest, all_values[k:].copy()
+        return out
 
 
 def _vol_levels(rng: np.random.Generator, size: int) -> FloatArray:
@@ -893,6 +974,122 @@ def _symbol_key(symbol: str) -> int:
     return zlib.crc32(symbol.encode())
 
 
+class _AssetStream:
+    """One symbol's own streams and running state (cumulative return, last close)."""
+
+    def __init__(self, seed: int, name: str, per_day: float) -> None:
+        self.name = name
+        self.prof = _PROFILES.get(name, _GENERIC_PROFILE)
+        key = _symbol_key(name)
+
+        def rng(k: int) -> np.random.Generator:
+            return _stream(seed, 1, key, k)
+
+        self._trend = _Regimes(rng(1), (_TREND_DAYS * per_day,), _trend_levels)
+        self._noise = rng(2)
+        self._jump_when, self._jump_size = rng(3), rng(4)
+        self._reach_up, self._reach_down = rng(5), rng(7)
+        self._volume = rng(6)
+        self._jump_p = _ASSET_JUMPS_PER_DAY / per_day
+        self._max_dec = _MAX_PRICE_DECIMALS - self.prof.size_decimals
+        self._cum: float | None = None
+        self._last_close = _round_sig(np.array([self.prof.price]), self._max_dec)
+
+    def take(
+        self,
+        ts: IntArray,
+        interval: str,
+        dt_years: float,
+        vol_mult: FloatArray,
+        market_trend: FloatArray,
+        market_z: FloatArray,
+        market_jumps: FloatArray,
+    ) -> Candles:
+        n = len(ts)
+        prof = self.prof
+        w_m, w_i = math.sqrt(prof.market_share), math.sqrt(1.0 - prof.market_share)
+        sigma = prof.annual_vol * math.sqrt(dt_years) * vol_mult
+        trend = self._trend.take(n)
+        noise = self._noise.standard_normal(n)
+        jumps = _jumps(self._jump_when, self._jump_size, n, self._jump_p)
+        drift = (prof.annual_vol * dt_years) * (w_m * market_trend + w_i * trend)
+        shock = sigma * (w_m * market_z + w_i * noise)
+        jump = (_JUMP_SD_PER_VOL * prof.annual_vol) * (w_m * market_jumps + w_i * jumps)
+        ret = drift + shock + jump
+        # accumulate is sequential, so starting from the carried sum adds exactly as one pass
+        cum = np.cumsum(ret) if self._cum is None else np.cumsum(np.insert(ret, 0, self._cum))[1:]
+        self._cum = float(cum[-1])
+        close = _round_sig(prof.price * np.exp(cum), self._max_dec)
+        open_ = np.concatenate((self._last_close, close[:-1]))
+        self._last_close = close[-1:].copy()
+        body_hi = np.maximum(open_, close)
+        body_lo = np.minimum(open_, close)
+        reach_up = self._reach_up.standard_exponential(n) * (0.3 * sigma)
+        reach_down = self._reach_down.standard_exponential(n) * (0.3 * sigma)
+        high = np.maximum(_round_sig(body_hi * np.exp(reach_up), self._max_dec), body_hi)
+        low = np.minimum(_round_sig(body_lo * np.exp(-reach_down), self._max_dec), body_lo)
+        activity = np.abs(shock + jump) / sigma
+        lot = 10.0**-prof.size_decimals
+        step_ms = interval_ms(interval)
+        volume = (prof.volume_per_minute * step_ms / 60_000) * vol_mult * (0.4 + 0.75 * activity)
+        volume = volume * np.exp(0.6 * self._volume.standard_normal(n) - 0.18)
+        volume = np.maximum(np.round(volume, prof.size_decimals), lot)
+        return Candles(self.name, interval, ts, open_, high, low, close, volume)
+
+
+class SyntheticMarket:
+    """`synthetic_market` generated piece by piece, for a market that runs as long as a clock.
+
+    Every stream and running value carries over between `take`s, so consecutive pieces are
+    exactly the candles one call with their total n gives, and a piece costs the same however
+    far the market has already run.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        start_ms: int,
+        interval: str = "1m",
+        symbols: Sequence[str] | None = None,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.interval = interval
+        self.step_ms = interval_ms(interval)
+        if start_ms % self.step_ms:
+            raise ValueError(f"start_ms {start_ms} is not a multiple of the {interval} interval")
+        self.next_ms = start_ms
+        names = [s.upper() for s in (DEFAULT_SYMBOLS if symbols is None else symbols)]
+        per_day = _DAY_MS / self.step_ms
+        self._dt_years = self.step_ms / _YEAR_MS
+        self._vol = _Regimes(
+            _stream(seed, 0, 1), (_CALM_DAYS * per_day, _VOLATILE_DAYS * per_day), _vol_levels
+        )
+        self._trend = _Regimes(_stream(seed, 0, 2), (_TREND_DAYS * per_day,), _trend_levels)
+        self._z = _stream(seed, 0, 3)
+        self._jump_when, self._jump_size = _stream(seed, 0, 4), _stream(seed, 0, 5)
+        self._jump_p = _MARKET_JUMPS_PER_DAY / per_day
+        self._assets = [_AssetStream(seed, name, per_day) for name in names]
+
+    def take(self, n: int) -> dict[str, Candles]:
+        """The next `n` candles of every symbol, continuing the previous take."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        vol_mult = self._vol.take(n)
+        market_trend = self._trend.take(n)
+        market_z = self._z.standard_normal(n)
+        market_jumps = _jumps(self._jump_when, self._jump_size, n, self._jump_p)
+        ts = self.next_ms + np.arange(n, dtype=np.int64) * self.step_ms
+        self.next_ms += n * self.step_ms
+        return {
+            a.name: a.take(
+                ts, self.interval, self._dt_years, vol_mult, market_trend, market_z, market_jumps
+            )
+            for a in self._assets
+        }
+
+
 def synthetic_market(
     seed: int,
     *,
@@ -909,59 +1106,9 @@ def synthetic_market(
     series starts with exactly the shorter one. Open = previous close; high/low extend beyond
     the body; prices have 5 significant figures; volume grows with |return| and volatility.
     """
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    step = interval_ms(interval)
-    if start_ms % step:
-        raise ValueError(f"start_ms {start_ms} is not a multiple of the {interval} interval")
-    names = [s.upper() for s in (DEFAULT_SYMBOLS if symbols is None else symbols)]
-    per_day = _DAY_MS / step
-    dt_years = step / _YEAR_MS
-    vol_mult = _piecewise(
-        _stream(seed, 0, 1), n, (_CALM_DAYS * per_day, _VOLATILE_DAYS * per_day), _vol_levels
-    )
-    market_trend = _piecewise(_stream(seed, 0, 2), n, (_TREND_DAYS * per_day,), _trend_levels)
-    market_z = _stream(seed, 0, 3).standard_normal(n)
-    market_jumps = _jumps(
-        _stream(seed, 0, 4), _stream(seed, 0, 5), n, _MARKET_JUMPS_PER_DAY / per_day
-    )
-    ts = start_ms + np.arange(n, dtype=np.int64) * step
-    out: dict[str, Candles] = {}
-    for name in names:
-        prof = _PROFILES.get(name, _GENERIC_PROFILE)
-        key = _symbol_key(name)
-
-        def rng(k: int, key: int = key) -> np.random.Generator:
-            return _stream(seed, 1, key, k)
-
-        w_m, w_i = math.sqrt(prof.market_share), math.sqrt(1.0 - prof.market_share)
-        sigma = prof.annual_vol * math.sqrt(dt_years) * vol_mult
-        trend = _piecewise(rng(1), n, (_TREND_DAYS * per_day,), _trend_levels)
-        noise = rng(2).standard_normal(n)
-        jumps = _jumps(rng(3), rng(4), n, _ASSET_JUMPS_PER_DAY / per_day)
-        drift = (prof.annual_vol * dt_years) * (w_m * market_trend + w_i * trend)
-        shock = sigma * (w_m * market_z + w_i * noise)
-        jump = (_JUMP_SD_PER_VOL * prof.annual_vol) * (w_m * market_jumps + w_i * jumps)
-        ret = drift + shock + jump
-        max_dec = _MAX_PRICE_DECIMALS - prof.size_decimals
-        close = _round_sig(prof.price * np.exp(np.cumsum(ret)), max_dec)
-        first = _round_sig(np.array([prof.price]), max_dec)
-        open_ = np.concatenate((first, close[:-1]))
-        body_hi = np.maximum(open_, close)
-        body_lo = np.minimum(open_, close)
-        reach_up = rng(5).standard_exponential(n) * (0.3 * sigma)
-        reach_down = rng(7).standard_exponential(n) * (0.3 * sigma)
-        high = np.maximum(_round_sig(body_hi * np.exp(reach_up), max_dec), body_hi)
-        low = np.minimum(_round_sig(body_lo * np.exp(-reach_down), max_dec), body_lo)
-        activity = np.abs(shock + jump) / sigma
-        lot = 10.0**-prof.size_decimals
-        volume = (prof.volume_per_minute * step / 60_000) * vol_mult * (0.4 + 0.75 * activity)
-        volume = volume * np.exp(0.6 * rng(6).standard_normal(n) - 0.18)
-        volume = np.maximum(np.round(volume, prof.size_decimals), lot)
-        out[name] = Candles(name, interval, ts, open_, high, low, close, volume)
-    return out
+    return SyntheticMarket(seed, start_ms=start_ms, interval=interval, symbols=symbols).take(n)
 
 
 def synthetic_candles(

@@ -19,6 +19,7 @@ runs in Python. Blocks are aligned to the filter's first row, never to the array
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -94,6 +95,21 @@ def sma(x: ArrayLike, n: int) -> FloatArray:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def block_constants(q: float) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """(grow, decay, carry_decay, q**block) of the blocked recursion for decay factor q; cached,
+    since a daemon asks for the same few periods every tick, and shared with the streaming
+    continuation (`bot.market.streaming`), which must use the very same numbers."""
+    block = int(min(_MAX_BLOCK, max(1, math.floor(_MAX_GROWTH_LOG / -math.log(q)) + 1)))
+    k = np.arange(block, dtype=np.float64)
+    grow = q**-k
+    decay = q**k
+    carry_decay = decay * q
+    for arr in (grow, decay, carry_decay):
+        arr.flags.writeable = False
+    return grow, decay, carry_decay, float(q**block)
+
+
 def _recursive_into(x: FloatArray, alpha: float, y0: float, out: FloatArray) -> None:
     """out[i] = (1 - alpha) * out[i-1] + alpha * x[i], with out[-1] = y0, block by block.
 
@@ -105,12 +121,8 @@ def _recursive_into(x: FloatArray, alpha: float, y0: float, out: FloatArray) -> 
     if q == 0.0:
         out[:] = x
         return
-    block = int(min(_MAX_BLOCK, max(1, math.floor(_MAX_GROWTH_LOG / -math.log(q)) + 1)))
-    k = np.arange(block, dtype=np.float64)
-    grow = q**-k
-    decay = q**k
-    carry_decay = decay * q
-    q_block = q**block
+    grow, decay, carry_decay, q_block = block_constants(q)
+    block = grow.size
     step = max(1, _SLICE // block) * block
     c = 0.0
     for pos in range(0, x.size, step):
@@ -118,8 +130,9 @@ def _recursive_into(x: FloatArray, alpha: float, y0: float, out: FloatArray) -> 
         rows = -(-part.size // block)
         buf = np.zeros(rows * block)
         np.subtract(part, y0, out=buf[: part.size])
-        buf *= np.tile(grow, rows)
-        local = np.cumsum(buf.reshape(rows, block), axis=1)
+        blocks = buf.reshape(rows, block)
+        blocks *= grow
+        local = np.cumsum(blocks, axis=1)
         local *= alpha
         local *= decay
         carries = np.empty(rows)

@@ -32,12 +32,14 @@ from numpy.typing import NDArray
 from bot.domain import SignalKind
 from bot.market.data import Candles
 from bot.market.indicators import atr, ema, rsi
+from bot.market.streaming import AtrStream, RsiStream, ema_stream, tanh
 
 __all__ = [
     "INDICATOR_KEYS",
     "SignalParams",
     "SignalResult",
     "SignalSeries",
+    "SignalStream",
     "compute_signal",
     "compute_signal_series",
 ]
@@ -202,3 +204,34 @@ def compute_signal(
     if len(candles) == 0:
         return SignalResult(candles.symbol, candles.interval, SignalKind.NEUTRAL, 0.0, {}, None)
     return compute_signal_series(candles, params).at(-1)
+
+
+class SignalStream:
+    """`compute_signal_series` one candle at a time (the daemon's newest row): the same rule,
+    bit-identical values, no recomputation of the history."""
+
+    def __init__(self, params: SignalParams = DEFAULT_PARAMS) -> None:
+        self.params = params
+        self._fast = ema_stream(params.fast)
+        self._slow = ema_stream(params.slow)
+        self._signal = ema_stream(params.signal)
+        self._rsi = RsiStream(params.rsi_period)
+        self._atr = AtrStream(params.atr_period)
+
+    def push(self, high: float, low: float, close: float) -> tuple[int, float]:
+        """(signal code +1/-1/0, strength) for the candle just closed."""
+        p = self.params
+        line = self._fast.push(close) - self._slow.push(close)
+        hist = line - self._signal.push(line)
+        rsi_v = self._rsi.push(close)
+        atr_v = self._atr.push(high, low, close)
+        flat = _FLAT * abs(close)
+        if line > flat and hist > flat and rsi_v < p.overbought:
+            code, room = 1, (p.overbought - rsi_v) / ((p.overbought - p.oversold) / 2.0)
+        elif line < -flat and hist < -flat and rsi_v > p.oversold:
+            code, room = -1, (rsi_v - p.oversold) / ((p.overbought - p.oversold) / 2.0)
+        else:
+            return 0, 0.0
+        ratio = abs(hist) / atr_v if atr_v > 0 else 0.0
+        room = min(max(room, 0.0), 1.0)
+        return code, tanh(_MOMENTUM_GAIN * ratio) * (0.5 + 0.5 * room)

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from bot.market.data import CSV_HEADER, Candles
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED_CANDLES = REPO_ROOT.parent / "shared" / "data" / "candles"
+from tests.conftest import SHARED_CANDLES
 
 WriteCsv = Callable[..., Path]
 MakeCandles = Callable[..., Candles]

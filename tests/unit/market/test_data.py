@@ -442,7 +442,7 @@ def test_load_dir_picks_interval_and_exchange(tmp_path: Path, make_candles: Make
     assert all(c.interval == "5m" for c in loaded.values())
     assert list(load_dir(tmp_path, interval="1h")) == ["BTC"]
     assert list(load_dir(tmp_path, interval="5m", symbols=["btc"])) == ["BTC"]
-    with pytest.raises(ValueError, match=r"several exchanges .*binance, hyperliquid.*exchange="):
+    with pytest.raises(ValueError, match=r"several exchanges .*binance, hyperliquid.*--exchange"):
         load_dir(tmp_path, interval="5m")
     with pytest.raises(FileNotFoundError, match=r"no 1h candle file for SOL, ETH .*have: BTC"):
         load_dir(tmp_path, interval="1h", symbols=["SOL", "ETH"])
@@ -571,3 +571,57 @@ def test_shared_dir_loads_by_interval(shared_candles_dir: Path) -> None:
     assert list(market) == ["BTC", "ETH", "SOL", "XRP", "DOGE", "AVAX"]
     hourly = resample(market["BTC"], "4h")
     assert len(hourly) > 1000
+
+
+def _outcome(candles: Candles, allow_gaps: bool) -> object:
+    try:
+        return check_candles(candles, allow_gaps=allow_gaps)
+    except CandleDataError as exc:
+        return str(exc)
+
+
+def test_the_few_rows_shortcut_agrees_with_the_vectorised_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(11)
+    defects = [
+        ("close", np.nan),
+        ("high", -1.0),
+        ("low", 1e13),
+        ("volume", -0.5),
+        ("open", 1e9),
+        ("ts", 0.5),
+        ("ts", -60_000.0),
+        ("ts", 120_000.0),
+        ("ts", 30_000.0),
+        ("ts", 1e15),
+    ]
+    cases = []
+    for _ in range(300):
+        n = int(rng.integers(1, 6))
+        ts = 1_741_946_400_000 + 60_000 * np.arange(n, dtype=np.float64)
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        cols = {"ts": ts, "open": close * 0.999, "high": close * 1.01, "low": close * 0.99,
+                "close": close, "volume": rng.exponential(5, n)}  # fmt: skip
+        if rng.random() < 0.7:
+            name, value = defects[int(rng.integers(len(defects)))]
+            i = int(rng.integers(n))
+            cols[name] = cols[name].copy()
+            cols[name][i] = cols[name][i] + value if name == "ts" else value
+        cases.append(cols)
+
+    def outcomes() -> list[object]:
+        out = []
+        for cols in cases:
+            try:
+                ohlcv = [cols[k] for k in ("open", "high", "low", "close", "volume")]
+                candles = Candles("BTC", "1m", cols["ts"].astype(np.int64), *ohlcv)
+            except (ValueError, OverflowError):
+                continue
+            out += [_outcome(candles, True), _outcome(candles, False)]
+        return out
+
+    fast = outcomes()
+    monkeypatch.setattr(data, "_FEW_ROWS", 0)
+    assert fast == outcomes()
+    assert sum(isinstance(o, str) for o in fast) > 100  # defects were really there
