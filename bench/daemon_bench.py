@@ -47,7 +47,7 @@ durations = []
 
 async def main():
     daemon = Daemon(settings, key=SecretStr("0x" + secrets.token_hex(32)), live=True,
-                    clock=clock, speed=60.0,
+                    clock=clock, speed=60.0, freeze_heap=True,  # as `alura-bot run` does
                     on_tick=lambda r: durations.append(r.duration_s))
     await daemon.start()
     print("started", flush=True)

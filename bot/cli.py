@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from bot import __version__
+from bot.cli_backtest import register as register_backtest
 from bot.cli_positions import positions_app
 from bot.cli_sessions import sessions_app
+from bot.cli_sim import register as register_sim
+from bot.cli_strategies import register as register_strategies
 
 app = typer.Typer(
     name="alura-bot",
@@ -95,6 +98,8 @@ def doctor(
     settings = _settings(config, base_url=base_url, private_key_file=key_file)
     quick = settings.http.model_copy(update={"retry_attempts": 1, "connect_timeout_s": 3.0})
     settings = settings.model_copy(update={"http": quick})
+    import asyncio
+
     checks = asyncio.run(run_checks(settings))
     table = Table(title=f"alura-bot doctor — {settings.base_url}")
     table.add_column("check")
@@ -136,97 +141,14 @@ def auth(
             return await client.auth.login()
 
     try:
+        import asyncio
+
         info = asyncio.run(login())
     except ApiError as exc:
         typer.echo(f"login failed: {exc}", err=True)
         raise typer.Exit(1) from None
     expires = datetime.fromtimestamp(info.expires_at, UTC).isoformat(timespec="seconds")
     typer.echo(f"address: {info.address}\ntoken expires: {expires}")
-
-
-@app.command()
-def sim(
-    host: Annotated[
-        str, typer.Option(help="Address to bind; keep loopback unless you mean it.")
-    ] = ("127.0.0.1"),
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic market, ids and faults.")] = 7,
-    market: Annotated[
-        str,
-        typer.Option(
-            help="'synthetic' (generated, deterministic) or 'csv:DIR' to replay candle "
-            "CSV files (the format of shared/data/candles)."
-        ),
-    ] = "synthetic",
-    csv_interval: Annotated[
-        str, typer.Option(help="With csv:DIR, which files to replay (their interval).")
-    ] = "5m",
-    speed: Annotated[
-        float,
-        typer.Option(
-            help="Market clock speed: 3600 = one simulated hour per second; 0 = a "
-            "stepped clock that moves only via POST /__sim/clock."
-        ),
-    ] = 3600.0,
-    start: Annotated[
-        str, typer.Option(help="Simulated start time (ISO 8601 or epoch ms).")
-    ] = "2025-01-06T00:00:00Z",
-    token_ttl: Annotated[int, typer.Option(help="JWT lifetime (expiresIn), seconds.")] = 86_400,
-    nonce_ttl: Annotated[int, typer.Option(help="Login challenge lifetime, seconds.")] = 300,
-    balance: Annotated[
-        str, typer.Option(help="USDC balance every new wallet starts with.")
-    ] = "10000",
-    builder_fee: Annotated[
-        float, typer.Option(help="Builder fee rate per side, added to the 0.045 % taker fee.")
-    ] = 0.0,
-    state: Annotated[
-        Path | None,
-        typer.Option(help="SQLite file that keeps the venue across restarts.", show_default=False),
-    ] = None,
-    faults: Annotated[
-        Path | None,
-        typer.Option(
-            help="TOML fault profile (429s, 5xx, latency, drops, lost responses, token "
-            "expiry, builder-fee errors); see README.",
-            show_default=False,
-        ),
-    ] = None,
-    owner_check: Annotated[
-        bool,
-        typer.Option(
-            help="Positions API: refuse closing another wallet's position (the real "
-            "service does not check; --no-owner-check mimics it)."
-        ),
-    ] = True,
-) -> None:
-    """Run the venue simulator: the Alura API and the user positions API on one HTTP server."""
-    from decimal import Decimal, InvalidOperation
-
-    from bot.market.data import CandleDataError
-    from bot.sim.faults import FaultConfigError
-    from bot.sim.server import SimOptions, serve
-
-    try:
-        opts = SimOptions(
-            host=host,
-            port=port,
-            seed=seed,
-            market=market,
-            csv_interval=csv_interval,
-            speed=speed,
-            start=start,
-            token_ttl_s=token_ttl,
-            nonce_ttl_s=nonce_ttl,
-            initial_balance=Decimal(balance),
-            builder_fee=builder_fee,
-            state=state,
-            faults=faults,
-            owner_check=owner_check,
-        )
-        serve(opts)
-    except (ValueError, InvalidOperation, CandleDataError, FaultConfigError, OSError) as exc:
-        typer.echo(f"sim: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 JournalOpt = Annotated[
@@ -260,7 +182,7 @@ def run(
     key_file: KeyFileOpt = None,
 ) -> None:
     """Run the daemon: paper mode unless the config says mode = "live" AND --live is given."""
-    from bot.engine.daemon import Daemon, LiveModeRefused, effective_mode
+    from bot.engine.daemon import Daemon, LiveModeRefused, build_slots, effective_mode
     from bot.settings import ConfigError, load_private_key
     from strategies import StrategyParamsError, UnknownStrategy
 
@@ -268,20 +190,27 @@ def run(
     try:
         mode = effective_mode(settings, live)
         key = load_private_key(settings) if mode == "live" else _optional_key(settings)
-        daemon = Daemon(settings, key=key, live=live, metrics=_metrics())
+        build_slots(settings)  # every strategy and its params checked before anything starts
+        daemon = Daemon(settings, key=key, live=live, metrics=_metrics(), freeze_heap=True)
     except (LiveModeRefused, ConfigError, StrategyParamsError, UnknownStrategy) as exc:
         for line in getattr(exc, "problems", None) or str(exc).splitlines():
             typer.echo(f"config error: {line}", err=True)
         raise typer.Exit(2) from None
+    import asyncio
+
     raise typer.Exit(asyncio.run(_serve(daemon, settings)))
 
 
 def _optional_key(settings: Any) -> Any:
-    from bot.settings import ConfigError, load_private_key
+    """Paper mode needs no key; but a key that is there and unsafe (readable by others) or
+    unreadable is refused as in live mode, never quietly ignored."""
+    from bot.settings import ConfigError, key_sources, load_private_key
 
     try:
         return load_private_key(settings)
     except ConfigError:
+        if any(path.exists() for path, _ in key_sources(settings)):
+            raise
         return None
 
 
@@ -294,19 +223,72 @@ def _metrics() -> Any:
 
 
 async def _serve(daemon: Any, settings: Any) -> int:
+    from bot.journal import JournalBusy, OwnerLock
+
+    try:  # refuse before anything binds a port: a second daemon on one journal would race
+        OwnerLock(settings.journal_path).acquire().release()
+    except JournalBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
     server = None
     if daemon.metrics is not None:
-        from bot.metrics import MetricsServer
+        from bot.metrics import MetricsServer, bind_problem
 
         server = MetricsServer(
             daemon.metrics, host=settings.metrics_host, port=settings.metrics_port
         )
-        server.start(loop_alive=daemon.loop_alive, is_ready=daemon.is_ready)
+        try:
+            server.start(loop_alive=daemon.loop_alive, is_ready=daemon.is_ready)
+        except OSError as exc:
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            if exc.errno == errno.EADDRINUSE:
+                fix = (
+                    "(setting metrics_port, or ALURA_BOT_METRICS_PORT): pick a free one, 0 for any"
+                )
+            else:
+                fix = "(settings metrics_host and metrics_port)"
+            typer.echo(
+                f"error: cannot serve metrics on {where}: {bind_problem(exc)} {fix}", err=True
+            )
+            return 2
     try:
-        return int(await daemon.run())
+        return await _run_until_stopped(daemon)
+    except JournalBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
     finally:
         if server is not None:
             server.stop()
+
+
+async def _run_until_stopped(daemon: Any) -> int:
+    """`daemon.run()`, except that SIGTERM/SIGINT while the start-up reconcile still waits for
+    the venue (down, or accepting connections and never answering) stops at once.
+
+    Until that reconcile succeeds nothing is scheduled and nothing that moves money is sent, so
+    cutting its request is safe; without this a silent venue held the process for the whole
+    HTTP retry budget (a minute by default) and systemd would SIGKILL it.
+    """
+    import asyncio
+    import contextlib
+    import logging
+
+    run = asyncio.ensure_future(daemon.run())
+    stopped = asyncio.ensure_future(daemon.stop_event.wait())
+    try:
+        await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done() and not daemon.ready:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            await daemon.stop()
+            logging.getLogger("bot.daemon").info(
+                "stopped before the first reconcile: the venue never answered"
+            )
+            return 0
+        return int(await run)
+    finally:
+        stopped.cancel()
 
 
 @app.command()
@@ -325,24 +307,80 @@ def demo(
     no_table: Annotated[
         bool, typer.Option("--no-table", help="No live table (for logs and CI).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics on 127.0.0.1:PORT (0: any free port; default: a free port).",
+            min=0,
+            max=65_535,
+            show_default=False,
+        ),
+    ] = None,
+    linger: Annotated[
+        float,
+        typer.Option(
+            help="After the summary, keep serving the final metrics (and nothing else) for "
+            "this many seconds, or until SIGINT/SIGTERM: lets Prometheus scrape a finished run.",
+            min=0,
+        ),
+    ] = 0.0,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help="Sign in with this wallet key (a mode-0600 file) instead of a throwaway one.",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="DEBUG, INFO, WARNING or ERROR (logs go to stderr).")
+    ] = "WARNING",
 ) -> None:
     """Simulator + daemon in one process on an accelerated synthetic market: no key, no network."""
     from rich.console import Console
 
-    from bot.demo import print_summary, run_demo
+    from bot.demo import DemoError, print_summary, run_demo
     from bot.logs import setup_logging
 
     if duration <= 0 or speed <= 0:
         typer.echo("duration and speed must be positive", err=True)
         raise typer.Exit(2)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        typer.echo(f"--log-level must be DEBUG, INFO, WARNING or ERROR: {log_level!r}", err=True)
+        raise typer.Exit(2)
+    key = None
+    if key_file is not None:
+        from bot.settings import ConfigError, Settings, load_private_key
+
+        try:
+            key = load_private_key(Settings(private_key_file=key_file))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                typer.echo(f"config error: {problem}", err=True)
+            raise typer.Exit(2) from None
     console = Console()
-    setup_logging("WARNING", "console")
-    summary = asyncio.run(
-        run_demo(
-            duration, speed, seed, workdir, console, live_table=not no_table, metrics=_metrics()
+    setup_logging(log_level.upper(), "console")
+    import asyncio
+
+    try:
+        asyncio.run(
+            run_demo(
+                duration,
+                speed,
+                seed,
+                workdir,
+                console,
+                live_table=not no_table,
+                metrics=_metrics(),
+                metrics_port=metrics_port,
+                linger_s=linger,
+                on_summary=lambda summary: print_summary(summary, console),
+                key=key,
+            )
         )
-    )
-    print_summary(summary, console)
+    except DemoError as exc:
+        typer.echo(f"demo: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -418,9 +456,92 @@ def close_all(
     j.set_paused(True)
     count = len(j.open_sessions())
     j.close()
-    typer.echo(f"paused; position_guard closes the {count} open session(s) on the next tick")
+    settings = _settings(config)
+    guards = [
+        s
+        for s in settings.strategies
+        if s.enabled and s.name == "position_guard" and s.params.get("close_all_when_paused", True)
+    ]
+    if guards:
+        typer.echo(f"paused; position_guard closes the {count} open session(s) on the next tick")
+    else:
+        typer.echo(
+            f"paused: nothing new opens. No position_guard with close_all_when_paused is "
+            f"configured, so the {count} open session(s) stay open: close them with "
+            "`alura-bot sessions close ID --live --yes`"
+        )
 
 
+@app.command("reconcile")
+def reconcile_cmd(
+    config: ConfigOpt = None,
+    base_url: BaseUrlOpt = None,
+    key_file: KeyFileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Make the journal agree with the venue now (what the daemon does at start-up), then exit.
+
+    Adopts sessions an unknown intent opened, fails intents that never took effect, closes
+    sessions the venue closed. Sends nothing that moves money. Refuses while a daemon runs on
+    the same journal.
+    """
+    import asyncio
+    import json as _json
+
+    from bot.engine.daemon import Daemon
+    from bot.journal import JournalBusy, OwnerLock
+    from bot.settings import ConfigError, load_private_key
+
+    settings = _settings(config, base_url=base_url, private_key_file=key_file)
+    live = settings.mode.value == "live"
+    try:
+        key = load_private_key(settings) if live else None
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        owner = OwnerLock(settings.journal_path).acquire()
+    except JournalBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    daemon = Daemon(settings, key=key, live=live)
+
+    async def once() -> Any:
+        from bot.api.errors import ApiError
+
+        parts = daemon.build()
+        try:
+            if settings.engine.clock == "venue":
+                await daemon._follow_venue_clock()
+            return await daemon._reconcile_unlocked("command", raise_errors=True)
+        except ApiError as exc:
+            typer.echo(f"venue: {exc}", err=True)
+            return None
+        finally:
+            await parts.client.aclose()
+            if parts.engine.positions is not None:
+                await parts.engine.positions.aclose()
+            parts.journal.close()
+
+    try:
+        report = asyncio.run(once())
+    finally:
+        owner.release()
+    if report is None:
+        raise typer.Exit(1)
+    fields = {k: list(v) for k, v in vars(report).items()}
+    if as_json:
+        typer.echo(_json.dumps(fields))
+    else:
+        for name, ids in fields.items():
+            typer.echo(
+                f"{name.replace('_', ' ')}: {len(ids)}" + (f" ({', '.join(ids)})" if ids else "")
+            )
+
+
+register_backtest(app)
+register_sim(app)
+register_strategies(app)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(positions_app, name="positions")
 

@@ -10,7 +10,6 @@ Exit codes: 0 done, 1 the service or the journal failed, 2 usage, config or a re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -80,6 +79,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     from bot.api.errors import ApiError, ClientValidationError
 
     try:
+        import asyncio
+
         return asyncio.run(coro)
     except ClientValidationError as exc:
         _fail(f"refused: {exc.message}", 2)
@@ -399,19 +400,13 @@ async def _journaled(
         verb = "closed" if kind == "positions_close" else "opened"
         typer.echo(f"{verb} position {position.id} ({position.status_name})")
         try:
-            raw = position.model_dump(mode="json")
-            journal.confirm(intent, raw, str(position.id), _now_ms())
-            journal.upsert_position(
-                str(position.id),
-                position.wallet_address,
-                int(position.status),
-                position.amount,
-                position.pnl,
-                position.close_pnl,
-                raw,
-                _now_ms(),
-                intent if kind == "positions_close" else None,
-            )
+            with journal.atomic():  # as the daemon does: no confirmed intent without its row
+                journal.confirm(
+                    intent, position.model_dump(mode="json"), str(position.id), _now_ms()
+                )
+                journal.record_position(
+                    position, _now_ms(), intent if kind == "positions_close" else None
+                )
         except (sqlite3.Error, JournalError) as exc:
             typer.echo(
                 f"journal {settings.journal_path}: {exc}; the position was {verb} but its "

@@ -6,7 +6,6 @@ asset with an unresolved intent, and journal intent and outcome exactly like the
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -103,6 +102,8 @@ def list_sessions(
             return await client.active_sessions()
 
     try:
+        import asyncio
+
         active = asyncio.run(fetch())
     except ApiError as exc:
         typer.echo(f"venue: {exc}", err=True)
@@ -135,7 +136,8 @@ def open_session(
     live: LiveOpt = False,
     yes: YesOpt = False,
 ) -> None:
-    """Open one session by hand (journaled like the daemon's, refused on a busy asset)."""
+    """Open one session by hand, journaled like the daemon's; refused on an asset with an open
+    session or an unresolved intent in the journal (the RiskGate's budget rules do not apply)."""
     from pydantic import ValidationError
 
     from bot.api.models import AdvancedSessionRequest, QuickSessionRequest
@@ -164,6 +166,8 @@ def open_session(
         typer.echo(f"invalid session: {exc}".splitlines()[0], err=True)
         raise typer.Exit(2) from None
     kind = "open_advanced" if advanced else "open_quick"
+    import asyncio
+
     raise typer.Exit(
         asyncio.run(
             _act(
@@ -207,6 +211,8 @@ def close_session(
     def call(client: Any) -> Any:
         return client.close_trade(trade) if trade else client.close_position_by_asset(index)
 
+    import asyncio
+
     raise typer.Exit(
         asyncio.run(
             _act(
@@ -242,6 +248,15 @@ async def _act(
         if any(i.asset == asset for i in journal.unresolved_intents()):
             typer.echo(
                 f"refused: {asset} has an unresolved intent; let the daemon reconcile", err=True
+            )
+            return 2
+        busy = next(
+            (r for r in journal.open_sessions() if r.asset == asset and r.mode == "live"), None
+        )
+        if close_id is None and busy is not None:
+            typer.echo(
+                f"refused: {asset} already has an open session ({busy.id}); one per asset",
+                err=True,
             )
             return 2
         intent = journal.create_intent(

@@ -3,16 +3,25 @@
 The venue is simulated, so the daemon runs in live mode against it over real HTTP with a
 throwaway key that exists only in memory: real signatures, real JWTs, real sessions, no account,
 no key file, no network. A live table shows signals, decisions, sessions and PnL.
+
+At the end the summary is read from the journal on disk, the simulator's request counts are
+written next to it (`sim-requests.json`), and with `--linger` the metrics server alone keeps
+serving the final values, so a real Prometheus can scrape a finished run and be compared with
+the journal (tests/deploy/test_prometheus_scrape.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
+import signal
 import socket
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,8 +37,13 @@ from rich.table import Table
 from bot.domain import Hold, decision_action
 from bot.engine.daemon import Daemon
 from bot.engine.tick import TickReport
+from bot.journal import Journal
+from bot.logs import register_secret
 from bot.settings import Settings, StrategyConfig
+from bot.sim.app import RequestLog
 from bot.sim.server import SimOptions, SimServer, build_simulator
+
+log = logging.getLogger("bot.demo")
 
 DEMO_STRATEGIES = [
     StrategyConfig(
@@ -53,6 +67,10 @@ DEMO_STRATEGIES = [
     ),
     StrategyConfig(name="position_guard", params={"max_age_h": 12, "stop_loss_pct": 4}),
 ]
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked (e.g. the metrics port is taken)."""
 
 
 @dataclass
@@ -79,6 +97,8 @@ class DemoSummary:
     journal: Path
     metrics_url: str | None
     sim_hours: float
+    requests_log: Path | None = None
+    linger_s: float = 0.0
 
 
 def free_port() -> int:
@@ -145,6 +165,75 @@ def render(daemon: Daemon, state: DemoState, started: float, duration: float) ->
     return Group(Panel(header), sig, dec, sess, Panel(footer))
 
 
+class CountingRequestLog(RequestLog):
+    """The simulator's request log that also counts every request by method, path and status.
+
+    The deque keeps only the most recent requests (for `/__sim/requests`); the counts cover the
+    whole run in bounded memory, and the demo writes them to `sim-requests.json` so the bot's
+    `alura_bot_api_requests_total` can be checked against what the venue actually served.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[tuple[str, str, int]] = Counter()
+
+    def add(self, method: str, path: str, status: int, t: float) -> None:
+        super().add(method, path, status, t)
+        self.counts[(method, path, status)] += 1
+
+    def write(self, path: Path) -> None:
+        rows = [
+            {"method": m, "path": p, "status": s, "count": n}
+            for (m, p, s), n in sorted(self.counts.items())
+        ]
+        body = {"total": sum(self.counts.values()), "requests": rows}
+        path.write_text(json.dumps(body, indent=1) + "\n")
+
+
+class DemoDaemon(Daemon):
+    """The daemon with a graceful drain: jobs in flight finish before `stop()` closes anything.
+
+    `Daemon.stop()` shuts the scheduler down, which cancels a tick or stats job mid-request. For
+    the demo's final numbers (summary, lingering metrics, the simulator's request log) to agree
+    exactly, `drain()` first stops new work and waits for the running jobs to return.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs: set[asyncio.Task[Any]] = set()
+
+    async def _tracked(self, job: Awaitable[None]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+        try:
+            await job
+        finally:
+            if task is not None:
+                self._jobs.discard(task)
+
+    async def tick(self, interval: str) -> None:
+        await self._tracked(super().tick(interval))
+
+    async def stats(self) -> None:
+        await self._tracked(super().stats())
+
+    async def reconcile(self, why: str = "periodic") -> None:
+        await self._tracked(super().reconcile(why))
+
+    async def drain(self) -> None:
+        """No new tick, stats or reconcile starts; the running ones finish (bounded)."""
+        if self.parts is not None:
+            self.parts.engine.stopping = True
+        if self.scheduler is not None:
+            self.scheduler.pause()
+        running = set(self._jobs)
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.settings.engine.shutdown_timeout_s)
+            if late:
+                log.warning("%d job(s) still running after the drain timeout", len(late))
+
+
 async def run_demo(
     duration_s: float = 60.0,
     speed: float = 3600.0,
@@ -153,14 +242,30 @@ async def run_demo(
     console: Console | None = None,
     live_table: bool = True,
     metrics: Any = None,
+    *,
+    metrics_port: int | None = None,
+    linger_s: float = 0.0,
+    on_summary: Callable[[DemoSummary], None] | None = None,
+    key: SecretStr | None = None,
 ) -> DemoSummary:
+    """Run the demo; with `metrics`, serve them on 127.0.0.1:`metrics_port` (None: a free port).
+
+    The summary is taken from the journal on disk after the daemon has stopped, so it holds the
+    final values. `on_summary` is called with it; then, with `linger_s` > 0, only the metrics
+    server stays up (the simulator and the daemon are gone, the gauges hold the final journal
+    values) until that many seconds pass or SIGINT/SIGTERM arrives. `key` is the wallet the
+    daemon signs in with (default: a new throwaway key held only in memory).
+    """
     console = console or Console()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="alura-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     journal_path = workdir / "journal.sqlite"
+    requests_path = workdir / "sim-requests.json"
     console.print(f"[dim]building the synthetic market (seed {seed})…[/]")
     sim = build_simulator(SimOptions(speed=speed, seed=seed))
+    request_log = sim.requests = CountingRequestLog()  # before SimServer builds the ASGI stack
     state = DemoState()
+    finished = False
 
     def on_tick(report: TickReport) -> None:
         state.ticks += 1
@@ -183,45 +288,68 @@ async def run_demo(
                 )
             )
 
-    with SimServer(sim) as server:
-        port = free_port()
-        settings = demo_settings(server.url, journal_path, port)
-        key = SecretStr("0x" + secrets.token_hex(32))
-        metrics_server = None
-        if metrics is not None:
-            from bot.metrics import MetricsServer
+    metrics_server = None
+    try:
+        with SimServer(sim) as server:
+            port = free_port() if metrics_port is None else metrics_port
+            settings = demo_settings(server.url, journal_path, port)
+            if key is None:  # a throwaway wallet, unless the caller brings its own
+                key = SecretStr("0x" + secrets.token_hex(32))
+            register_secret(key.get_secret_value())
+            daemon = DemoDaemon(
+                settings,
+                key=key,
+                live=True,
+                clock=sim.clock,
+                speed=speed,
+                metrics=metrics,
+                on_tick=on_tick,
+            )
+            if metrics is not None:
+                from bot.metrics import MetricsServer, bind_problem
 
-            metrics_server = MetricsServer(metrics, host="127.0.0.1", port=port)
-        daemon = Daemon(
-            settings,
-            key=key,
-            live=True,
-            clock=sim.clock,
-            speed=speed,
-            metrics=metrics,
-            on_tick=on_tick,
-        )
-        await daemon.start()
-        if metrics_server is not None:
-            metrics_server.start(loop_alive=daemon.loop_alive, is_ready=daemon.is_ready)
-        started = time.monotonic()
+                # Bound before anything trades: a port in use fails the demo at once.
+                try:
+                    metrics_server = MetricsServer(metrics, host="127.0.0.1", port=port).start(
+                        loop_alive=lambda: finished or daemon.loop_alive(),
+                        is_ready=lambda: (
+                            (False, "demo over: serving its final metrics only")
+                            if finished
+                            else daemon.is_ready()
+                        ),
+                    )
+                except OSError as exc:
+                    raise DemoError(
+                        f"cannot serve metrics on 127.0.0.1:{port}: {bind_problem(exc)} "
+                        "(option --metrics-port, the demo's metrics_port): "
+                        "pick a free one, 0 for any"
+                    ) from exc
+            await daemon.start()
+            started = time.monotonic()
+            try:
+                if live_table:
+                    with Live(
+                        render(daemon, state, started, duration_s),
+                        console=console,
+                        refresh_per_second=4,
+                        transient=False,
+                    ) as live:
+                        while time.monotonic() - started < duration_s:
+                            await asyncio.sleep(0.25)
+                            live.update(render(daemon, state, started, duration_s))
+                else:
+                    await asyncio.sleep(duration_s)
+            finally:
+                sim_hours = (time.monotonic() - started) * speed / 3600
+                await daemon.drain()
+                await daemon.stop()
+                finished = True
+        # The simulator and the daemon are gone; the journal on disk is final.
+        request_log.write(requests_path)
+        journal = Journal.open(journal_path)
         try:
-            if live_table:
-                with Live(
-                    render(daemon, state, started, duration_s),
-                    console=console,
-                    refresh_per_second=4,
-                    transient=False,
-                ) as live:
-                    while time.monotonic() - started < duration_s:
-                        await asyncio.sleep(0.25)
-                        live.update(render(daemon, state, started, duration_s))
-            else:
-                await asyncio.sleep(duration_s)
-        finally:
-            sim_hours = (time.monotonic() - started) * speed / 3600
-            assert daemon.parts is not None
-            journal = daemon.parts.journal
+            if metrics is not None:
+                metrics.refresh_from(journal, None, sim.clock.now_ms())
             summary = DemoSummary(
                 ticks=state.ticks,
                 opened=state.opened,
@@ -231,13 +359,42 @@ async def run_demo(
                 realized_pnl=journal.realized_pnl_total(),
                 fees=journal.fees_total(),
                 journal=journal_path,
-                metrics_url=f"http://127.0.0.1:{port}/metrics" if metrics_server else None,
+                metrics_url=f"{metrics_server.url}/metrics" if metrics_server else None,
                 sim_hours=sim_hours,
+                requests_log=requests_path,
+                linger_s=linger_s if metrics_server else 0.0,
             )
-            await daemon.stop()
-            if metrics_server is not None:
-                metrics_server.stop()
+        finally:
+            journal.close()
+        if on_summary is not None:
+            on_summary(summary)
+        if metrics_server is not None and linger_s > 0:
+            await linger(linger_s)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
     return summary
+
+
+async def linger(seconds: float) -> bool:
+    """Wait `seconds` or until SIGINT/SIGTERM; True when a signal ended the wait."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not Unix
+            continue
+        installed.append(sig)
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return True
 
 
 def print_summary(summary: DemoSummary, console: Console) -> None:
@@ -254,7 +411,16 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row("realised PnL", f"{summary.realized_pnl:+.4f} USDC")
     table.add_row("fees", f"{summary.fees:.4f} USDC")
     table.add_row("journal", str(summary.journal))
+    if summary.requests_log is not None:
+        table.add_row("simulator request log", str(summary.requests_log))
     if summary.metrics_url:
-        table.add_row("metrics (served while the demo ran)", summary.metrics_url)
+        when = "final values, still served" if summary.linger_s > 0 else "served while it ran"
+        table.add_row(f"metrics ({when})", summary.metrics_url)
     console.print(table)
     console.print(f"[dim]inspect it: alura-bot journal tail --journal {summary.journal}[/]")
+    if summary.metrics_url and summary.linger_s > 0:
+        console.print(
+            f"serving the final metrics at {summary.metrics_url} for {summary.linger_s:g} s "
+            "(Ctrl-C or SIGTERM to stop)",
+            soft_wrap=True,
+        )

@@ -24,11 +24,15 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from bot import failpoints
 from bot.domain import Decision, decision_action
+
+if TYPE_CHECKING:
+    from bot.api.positions import Position
 
 # Forward migrations, in order: MIGRATIONS[n] takes a file from version n to n + 1. Never edit a
 # released entry (files in the field already ran it); append a new one instead.
@@ -75,6 +79,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pnl_snapshots_ts ON pnl_snapshots(ts);
     CREATE INDEX api_errors_ts ON api_errors(ts);
     """,
+    # v3: the market status a user position was first seen with, so position_guard closes on a
+    # change of it (a position first seen on a market that is already live is not a change)
+    """
+    ALTER TABLE positions ADD COLUMN first_market_status INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 10_000
@@ -96,6 +105,44 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 class JournalError(Exception):
     """A journal that cannot be used as is (newer schema, illegal state change, unknown id)."""
+
+
+class JournalBusy(JournalError):
+    """Another running alura-bot owns this journal (two writers deciding at once would race)."""
+
+
+class OwnerLock:
+    """An exclusive `flock` on `<journal>.lock` for as long as a daemon (or a command that must
+    not run beside one, such as `reconcile`) uses the journal. The kernel drops it when the
+    process dies, `kill -9` included, so a crash never leaves a stale lock."""
+
+    def __init__(self, journal_path: str | Path) -> None:
+        self.path = Path(str(journal_path) + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> OwnerLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise JournalBusy(
+                f"{self.path.with_suffix('')} is in use by another alura-bot (pid {holder}); "
+                "stop it first, or give this one its own journal_path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _json(value: Any) -> str:
@@ -267,6 +314,10 @@ class Journal:
     def _tx(self) -> _Tx:
         return _Tx(self.conn)
 
+    def atomic(self) -> _Tx:
+        """One transaction around several journal writes (nested writes join it)."""
+        return _Tx(self.conn)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -371,6 +422,8 @@ class Journal:
     ) -> list[int]:
         """All of a tick's decisions in one transaction (one fsync), ids in the given order."""
         ids: list[int] = []
+        if not rows:
+            return ids
         with self._tx():
             for decision, verdict, veto_reason, inputs in rows:
                 ids.append(
@@ -501,6 +554,16 @@ class Journal:
         )
         return [self._intent(r) for r in rows.fetchall()]
 
+    def attributed_ids(self, kind: str) -> set[str]:
+        """Ids (`session_id`) that confirmed intents of `kind` already claim, so reconciliation
+        never attributes one venue object to two intents."""
+        rows = self.conn.execute(
+            "SELECT session_id FROM intents WHERE kind=? AND state='confirmed' "
+            "AND session_id IS NOT NULL",
+            (kind,),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def unresolved_intents(self) -> list[IntentRow]:
         """Pending, sent or unknown: what reconciliation must settle before anything new."""
         rows = self.conn.execute(
@@ -593,6 +656,24 @@ class Journal:
 
     # -- positions (user positions API) -------------------------------------------------------
 
+    def record_position(
+        self, position: Position, seen_at: int, closed_by_intent: str | None = None
+    ) -> None:
+        """The one way a listed or answered position becomes a journal row, so the daemon,
+        reconciliation and the CLI all keep the same fields (market status included)."""
+        self.upsert_position(
+            str(position.id),
+            position.wallet_address,
+            int(position.status),
+            position.amount,
+            position.pnl,
+            position.close_pnl,
+            position.model_dump(mode="json"),
+            seen_at,
+            closed_by_intent,
+            market_status=position.market.status if position.market else None,
+        )
+
     def upsert_position(
         self,
         position_id: str,
@@ -604,15 +685,23 @@ class Journal:
         raw: dict[str, Any],
         seen_at: int,
         closed_by_intent: str | None = None,
+        *,
+        market_status: int | None = None,
     ) -> None:
-        """Amounts are raw integer token units, kept as text so no size loses precision."""
+        """Amounts are raw integer token units, kept as text so no size loses precision.
+
+        `market_status` is the position's market status as seen now; the first one ever seen
+        (not None) is kept in `first_market_status` and never overwritten.
+        """
         with self._tx():
             self.conn.execute(
                 "INSERT INTO positions (id, wallet, status, amount, pnl, close_pnl, raw, seen_at, "
-                "closed_by_intent) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "closed_by_intent, first_market_status) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET "
                 "status=excluded.status, pnl=excluded.pnl, close_pnl=excluded.close_pnl, "
                 "raw=excluded.raw, seen_at=excluded.seen_at, "
-                "closed_by_intent=COALESCE(excluded.closed_by_intent, closed_by_intent)",
+                "closed_by_intent=COALESCE(excluded.closed_by_intent, closed_by_intent), "
+                "first_market_status=COALESCE(first_market_status, excluded.first_market_status)",
                 (
                     position_id,
                     wallet,
@@ -623,8 +712,16 @@ class Journal:
                     _json(raw),
                     seen_at,
                     closed_by_intent,
+                    market_status,
                 ),
             )
+
+    def first_market_status(self, position_id: str) -> int | None:
+        """The market status the position was first seen with (None: never seen with one)."""
+        row = self.conn.execute(
+            "SELECT first_market_status FROM positions WHERE id=?", (position_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def positions(self, wallet: str | None = None) -> list[dict[str, Any]]:
         table = self.db["positions"]
@@ -644,15 +741,47 @@ class Journal:
             )
 
     def record_api_error(
-        self, ts: int, endpoint: str, method: str, status: int | None, kind: str, message: str
+        self,
+        ts: int,
+        endpoint: str,
+        method: str,
+        status: int | None,
+        kind: str,
+        message: str | None = None,
     ) -> None:
         """`endpoint` is the path template (bounded), `message` is cut to 500 characters."""
         with self._tx():
             self.conn.execute(
                 "INSERT INTO api_errors (ts, endpoint, method, status, kind, message) "
                 "VALUES (?,?,?,?,?,?)",
-                (ts, endpoint, method, status, kind, message[:500]),
+                (ts, endpoint, method, status, kind, None if message is None else message[:500]),
             )
+
+    def api_errors(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT ts, endpoint, method, status, kind, message FROM api_errors WHERE ts >= ? "
+            "ORDER BY rowid",
+            (since_ms,),
+        ).fetchall()
+        keys = ("ts", "endpoint", "method", "status", "kind", "message")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def pnl_snapshots(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT ts, realized, unrealized, equity, open_sessions FROM pnl_snapshots "
+            "WHERE ts >= ? ORDER BY ts, rowid",
+            (since_ms,),
+        ).fetchall()
+        return [
+            {
+                "ts": r[0],
+                "realized": Decimal(r[1]),
+                "unrealized": Decimal(r[2]),
+                "equity": Decimal(r[3]),
+                "open_sessions": r[4],
+            }
+            for r in rows
+        ]
 
     def set_control(self, key: str, value: str) -> None:
         with self._tx():
@@ -758,18 +887,28 @@ class Journal:
 
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT: one writer at a time, committed on exit, rolled back on error
-    (including a failed COMMIT, so the connection is never left inside a dead transaction)."""
+    (including a failed COMMIT, so the connection is never left inside a dead transaction).
+
+    Inside `Journal.atomic()` a write joins the open transaction instead, so several writes
+    that must stand or fall together (an intent confirmed and its session recorded) do."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.joined = False
 
     def __enter__(self) -> None:
+        if self.conn.in_transaction:
+            self.joined = True
+            return
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.joined:
+            return
         if exc_type is not None:
             self.conn.execute("ROLLBACK")
             return
+        failpoints.hit("journal.commit")
         try:
             self.conn.execute("COMMIT")
         except BaseException:

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -180,10 +179,8 @@ class Metrics:
             self.open_sessions.labels(asset).set(counts.get(asset, 0))
         self._assets_seen |= set(counts)
         if account is not None:
-            unreal = sum((s.unrealized_pnl for s in account.sessions.values()), Decimal(0))
-            locked = sum((s.budget for s in account.sessions.values()), Decimal(0))
-            self.unrealized_pnl.set(float(unreal))
-            self.equity.set(float(account.free_balance + locked + unreal))
+            self.unrealized_pnl.set(float(account.unrealized_pnl))
+            self.equity.set(float(account.equity))
 
     def refresh_positions(self, stats: Any, units: Any) -> None:
         """Positions gauges from the service's stats, money in display units."""
@@ -244,6 +241,21 @@ class _WithoutCreated:
 
 
 Ready = tuple[bool, str]
+
+
+def bind_problem(exc: OSError) -> str:
+    """Why `MetricsServer.start()` could not bind, in words an operator acts on."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "that address is not one of this machine's"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror or exc})"
+    return exc.strerror or str(exc)
 
 
 class MetricsServer:

@@ -7,12 +7,15 @@ as `SecretStr`, so it never shows in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -22,11 +25,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -130,12 +135,23 @@ class EngineSettings(_Section):
 
     tick_offset_s: Annotated[float, Field(ge=0, le=300)] = 5.0
     reconcile_every_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
-    stats_every_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    stats_every_s: Annotated[float, Field(ge=1, le=60)] = 60.0
     lookback_candles: Annotated[int, Field(ge=50, le=5000)] = 1000
+    history_candles: Annotated[int, Field(ge=50, le=100_000)] = 5000
     strategy_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     misfire_grace_s: Annotated[int, Field(ge=1, le=3600)] = 30
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=60)] = 8.0
     paper_balance: Annotated[Decimal, Field(ge=0)] = Decimal("10000")
+    clock: Literal["system", "venue"] = "system"
+
+    @model_validator(mode="after")
+    def _history_holds_the_lookback(self) -> EngineSettings:
+        if self.history_candles < self.lookback_candles:
+            raise ValueError(
+                f"history_candles ({self.history_candles}) must be at least lookback_candles "
+                f"({self.lookback_candles})"
+            )
+        return self
 
 
 def _default_strategies() -> list[StrategyConfig]:
@@ -211,7 +227,69 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-def _format_validation_error(err: ValidationError, source: str) -> list[str]:
+def _env_settings(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], str]]:
+    """The ALURA_BOT_* variables as (name, lower-cased settings path split on `__`, value)."""
+    found = []
+    for name, value in environ.items():
+        if name.upper().startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            path = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+            found.append((name, path, value))
+    return found
+
+
+def _json_holds(value: str, rest: Sequence[str | int]) -> bool:
+    """Whether a JSON env value holds the nested location `rest` (it may be merged with TOML).
+
+    A value that is not a JSON object/array cannot hold nested keys, so a longer location is
+    pydantic's own detail about that value and still counts as coming from it.
+    """
+    try:
+        node: Any = json.loads(value)
+    except ValueError:
+        return True
+    if not isinstance(node, dict | list):
+        return True
+    for part in rest:
+        if isinstance(node, dict) and str(part) in node:
+            node = node[str(part)]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _env_origin(
+    loc: Sequence[str | int], env: list[tuple[str, tuple[str, ...], str]], *, missing: bool = False
+) -> str | None:
+    """The ALURA_BOT_* variable a bad value came from (the most specific one), if any.
+
+    For a missing field the culprit is whoever gave the object that lacks it (its parent).
+    """
+    want = tuple(str(p).lower() for p in loc)
+    best: str | None = None
+    best_len = 0
+    for name, path, value in env:
+        n = len(path)
+        if n <= best_len or n > len(want) or want[:n] != path:
+            continue
+        rest = loc[n:-1] if missing else loc[n:]
+        if n < len(want) and not _json_holds(value, rest):
+            continue
+        best, best_len = name, n
+    return best
+
+
+def _format_validation_error(
+    err: ValidationError,
+    source: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overridden: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
+    """One line per problem, labelled with where the value came from: the env variable that set
+    it (ALURA_BOT_*), else `source` (the TOML file, or "settings" for defaults and overrides)."""
+    env = _env_settings(os.environ if environ is None else environ)
     problems = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(root)"
@@ -220,8 +298,57 @@ def _format_validation_error(err: ValidationError, source: str) -> list[str]:
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling against config/alura-bot.example.toml)"
-        problems.append(f"{source}: {loc}{shown}: {msg}")
+        origin = None
+        if item["loc"] and str(item["loc"][0]) not in overridden:
+            origin = _env_origin(item["loc"], env, missing=item["type"] == "missing")
+        problems.append(f"{origin or source}: {loc}{shown}: {msg}")
     return problems
+
+
+_SETTINGS_ERROR_FIELD = re.compile(r'field "(?P<field>[^"]+)" from source "(?P<source>\w+)"')
+
+
+def _shorten(value: str, limit: int = 80) -> str:
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} chars)"
+
+
+def _format_settings_error(
+    err: SettingsError, source: str, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """pydantic-settings' own errors (an env value that is not valid JSON for a nested or list
+    setting) as one line naming the variable, the value and what is expected."""
+    cause = err.__cause__
+    reason = f" ({cause})" if isinstance(cause, ValueError) and str(cause) else ""
+    match = _SETTINGS_ERROR_FIELD.search(str(err))
+    if match is None or match["source"] != "EnvSettingsSource":
+        return [f"{source}: {err}{reason}"]
+    field = match["field"]
+    env = _env_settings(os.environ if environ is None else environ)
+    candidates = [(name, value) for name, path, value in env if path[0] == field.lower()]
+    culprits = []
+    for name, value in candidates:
+        try:
+            json.loads(value)
+        except ValueError:
+            culprits.append((name, value))
+    annotation = Settings.model_fields[field].annotation if field in Settings.model_fields else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        expected = (
+            f"a JSON object, e.g. {ENV_PREFIX}{field.upper()}='{{\"key\": value}}', or one field "
+            f"per variable as {ENV_PREFIX}{field.upper()}__<FIELD>=value"
+        )
+    elif getattr(annotation, "__origin__", None) is list:
+        expected = f'a JSON array, e.g. {ENV_PREFIX}{field.upper()}=\'[{{"name": "..."}}]\''
+    else:
+        expected = "valid JSON"
+    if not culprits:
+        culprits = candidates
+    if not culprits:
+        return [f"{ENV_PREFIX}{field.upper()}: {field}: cannot be parsed{reason}"]
+    return [
+        f"{name}: {field} = {_shorten(value)}: not valid JSON{reason}; expected {expected}"
+        for name, value in culprits
+    ]
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -248,10 +375,18 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
                 tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        except UnicodeDecodeError as exc:
+            problem = f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})"
+            raise ConfigError([problem]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from None
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        return cls(**given)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(_format_validation_error(exc, source, overridden=set(given))) from None
+    except SettingsError as exc:
+        raise ConfigError(_format_settings_error(exc, source)) from None
 
 
 class KeyFileError(ConfigError):
@@ -276,7 +411,24 @@ def _parse_key(raw: str, source: Path) -> SecretStr:
         raise KeyFileError(
             [f"{source}: does not hold a private key (expected 64 hex digits, optional 0x)"]
         )
-    return SecretStr("0x" + body.lower())
+    key = "0x" + body.lower()
+    from eth_account import Account
+
+    # Decided outside the `except`, so the library's exception (and whatever it says about the
+    # key) is neither chained nor kept as context on the error we raise.
+    try:
+        Account.from_key(key)
+        valid = True
+    except Exception:
+        valid = False
+    if not valid:
+        raise KeyFileError(
+            [
+                f"{source}: holds 64 hex digits but not a valid secp256k1 private key (it must be "
+                "between 1 and the curve order minus 1); put the wallet's real key there"
+            ]
+        )
+    return SecretStr(key)
 
 
 def key_sources(settings: Settings) -> list[tuple[Path, bool]]:

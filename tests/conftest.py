@@ -7,9 +7,11 @@ eth-account and issues opaque tokens; the contract tests run the real simulator 
 from __future__ import annotations
 
 import json
+import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,36 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from pydantic import SecretStr
 
+from bot.journal import SessionRow
 from bot.settings import Settings
 
 # A throwaway key used only by the tests (never funded anywhere).
 TEST_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 TEST_ADDRESS = Account.from_key(TEST_KEY).address
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CANDLES = REPO_ROOT.parent / "shared" / "data" / "candles"
+# The shared folder beside the checkout (API documents, real candles); ALURA_SHARED points at it
+# from elsewhere (CI's clean clone lives in a temporary directory).
+SHARED = Path(os.environ.get("ALURA_SHARED") or REPO_ROOT.parent / "shared")
+SHARED_CANDLES = Path(os.environ.get("ALURA_SHARED_CANDLES") or SHARED / "data" / "candles")
+
+
+def paper_session_row(sid: str, asset: str = "BTC", budget: str = "100.5") -> SessionRow:
+    """An open paper-mode session as the journal holds it."""
+    return SessionRow(
+        id=sid,
+        asset=asset,
+        kind="quick",
+        strategy="s",
+        status="open",
+        budget=Decimal(budget),
+        opened_at=1000,
+        closed_at=None,
+        realized_pnl=None,
+        fees=None,
+        intent_id=None,
+        mode="paper",
+        raw={"a": 1},
+    )
 
 
 @pytest.fixture
@@ -244,3 +269,127 @@ async def sim_client(sim_server: Any, test_key: SecretStr) -> Any:
     client = AluraClient(transport, WalletAuth(test_key, transport))
     yield client
     await client.aclose()
+
+
+# -- daemon against the simulator ---------------------------------------------------------
+
+ALWAYS = '''
+import numpy as np
+from strategies.base import Signals, Strategy, StrategyParams
+
+
+class AlwaysParams(StrategyParams):
+    exit_every: int = 0
+
+
+class Always(Strategy[AlwaysParams]):
+    """Test strategy: wants a long session on every candle; exits every Nth candle."""
+
+    name = "always_long"
+    Params = AlwaysParams
+
+    @property
+    def warmup(self) -> int:
+        return 5
+
+    def indicators(self, candles):
+        return {}
+
+    def signals(self, candles, columns):
+        n = len(candles)
+        enter = np.ones(n, dtype=bool)
+        exit_ = np.zeros(n, dtype=bool)
+        if self.params.exit_every:
+            exit_ = (candles.ts // candles.interval_ms) % self.params.exit_every == 0
+        return Signals.long_only(enter, exit_)
+
+
+class Broken(Strategy[StrategyParams]):
+    """Test strategy: always raises."""
+
+    name = "broken"
+    Params = StrategyParams
+
+    def indicators(self, candles):
+        raise RuntimeError("boom")
+
+    def signals(self, candles, columns):
+        raise RuntimeError("boom")
+
+
+from strategies.base import PositionManager
+from pydantic import BaseModel
+
+
+class NoParams(BaseModel):
+    pass
+
+
+class BrokenManager(PositionManager):
+    """Test position manager: always raises."""
+
+    name = "broken_manager"
+    Params = NoParams
+
+    def manage(self, state):
+        raise RuntimeError("boom")
+'''
+
+
+@pytest.fixture
+def strategies_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "user_strategies"
+    d.mkdir()
+    (d / "test_strategies.py").write_text(ALWAYS)
+    return d
+
+
+@pytest.fixture
+async def make_daemon(
+    sim_server: Any, tmp_path: Path, strategies_dir: Path, test_key: SecretStr
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build (not start) daemons against the simulator; the test drives ticks itself."""
+    from bot.engine.daemon import Daemon
+    from bot.metrics import Metrics
+    from bot.settings import Settings
+
+    made: list[Any] = []
+
+    async def make(
+        *,
+        strategies: list[dict[str, Any]] | None = None,
+        live: bool = True,
+        risk: dict[str, Any] | None = None,
+        journal: Path | None = None,
+        positions_wallet: str | None = None,
+        engine: dict[str, Any] | None = None,
+        http: dict[str, Any] | None = None,
+    ) -> Any:
+        extra: dict[str, Any] = {}
+        if positions_wallet:
+            extra["positions"] = {"base_url": sim_server.url, "wallet_address": positions_wallet}
+        settings = Settings(
+            base_url=sim_server.url,
+            mode="live" if live else "paper",
+            journal_path=journal or tmp_path / "journal.sqlite",
+            strategies_dir=strategies_dir,
+            strategies=strategies
+            or [{"name": "always_long", "assets": ["BTC", "ETH"], "params": {"interval": "1h"}}],
+            risk={"cooldown_s": 0, **(risk or {})},
+            http={"rate_limit_per_s": 1000, "rate_limit_burst": 100, **(http or {})},
+            engine={"lookback_candles": 200, **(engine or {})},
+            **extra,
+        )
+        daemon = Daemon(
+            settings, key=test_key, live=live, clock=sim_server.sim.clock, metrics=Metrics()
+        )
+        daemon.build()
+        await daemon._reconcile_unlocked("test start-up")
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for d in made:
+        if d.parts is not None:
+            await d.parts.client.aclose()
+            d.parts.journal.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -31,3 +32,23 @@ class ManualClock:
 
     def set(self, ms: int) -> None:
         self._now = ms
+
+
+class FollowingClock:
+    """Follows another clock known by (time, speed) samples, extrapolating in between: the
+    daemon's view of an accelerated simulator's market clock (`engine.clock = "venue"`)."""
+
+    def __init__(
+        self, now_ms: int, speed: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._monotonic = monotonic
+        self.speed = speed
+        self._base = now_ms
+        self._t0 = monotonic()
+
+    def now_ms(self) -> int:
+        return self._base + int((self._monotonic() - self._t0) * self.speed * 1000)
+
+    def resync(self, now_ms: int, speed: float) -> None:
+        """Re-base on a fresh sample (the venue restarted, or drifted)."""
+        self._base, self.speed, self._t0 = now_ms, speed, self._monotonic()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from bot.api.alura import AluraClient
 from bot.api.models import AdvancedSessionRequest, QuickSessionRequest
+from bot.api.positions import Position, PositionsClient
 from bot.domain import INTERVAL_SECONDS, AssetRegistry, OpenAdvanced, OpenQuick, Side
 from bot.engine.market import MarketSnapshot
 from bot.market import session_model as sm
@@ -57,6 +58,16 @@ class AccountState:
     free_balance: Decimal
     sessions: dict[str, VenueSession]
 
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return sum((v.unrealized_pnl for v in self.sessions.values()), Decimal(0))
+
+    @property
+    def equity(self) -> Decimal:
+        """Free balance + budgets locked in open sessions + their unrealised PnL."""
+        locked = sum((v.budget for v in self.sessions.values()), Decimal(0))
+        return self.free_balance + locked + self.unrealized_pnl
+
 
 def open_request(
     decision: OpenQuick | OpenAdvanced, assets: AssetRegistry
@@ -82,6 +93,9 @@ def open_request(
 
 class Executor(Protocol):
     mode: str
+    account_follows_snapshot: bool
+    """True when `account` reflects fills `on_snapshot` makes (paper), so it must wait for it;
+    the live venue's account does not, and the tick asks for both at once."""
 
     async def open(
         self, decision: OpenQuick | OpenAdvanced, now_ms: int, interval: str
@@ -95,11 +109,16 @@ class Executor(Protocol):
 
     async def on_snapshot(self, snapshot: MarketSnapshot) -> list[Closed]: ...
 
+    async def close_position(self, positions: PositionsClient, position_id: int) -> Position | None:
+        """Close a user position; None when nothing was sent (paper)."""
+        ...
+
 
 class LiveExecutor:
     """Sends decisions through the AluraClient. Errors propagate; the engine journals them."""
 
     mode = "live"
+    account_follows_snapshot = False
 
     def __init__(
         self,
@@ -157,6 +176,9 @@ class LiveExecutor:
             raw,
         )
 
+    async def close_position(self, positions: PositionsClient, position_id: int) -> Position | None:
+        return await positions.close_position(position_id)
+
     async def account(self, now_ms: int) -> AccountState:
         balance = await self._free_balance()
         active = await self.client.active_sessions()
@@ -207,6 +229,7 @@ class PaperExecutor:
     sessions: dict[str, PaperSession] = field(default_factory=dict)
     assets: AssetRegistry = field(default_factory=AssetRegistry)
     mode: str = "paper"
+    account_follows_snapshot: bool = True
 
     async def open(self, decision: OpenQuick | OpenAdvanced, now_ms: int, interval: str) -> Opened:
         """Lock the budget now; the first position opens at the open of the next candle."""
@@ -267,6 +290,10 @@ class PaperExecutor:
             else:
                 ps.state.close_session(1.0, now_ms, "session_close")
         return self._finish(ps)
+
+    async def close_position(self, positions: PositionsClient, position_id: int) -> Position | None:
+        """Paper mode closes no user position: the positions service has no paper twin."""
+        return None
 
     async def account(self, now_ms: int) -> AccountState:
         out = {}

@@ -1,10 +1,13 @@
 """The market as the engine sees it each tick: validated closed candles and backend signals.
 
-Candles are cached per (asset, interval) and only grow: the first fetch brings `lookback` closed
-candles, later ticks append the newly closed ones. Strategies therefore see one continuous
-history from a fixed first candle, exactly what a backtest over the same candles sees (recursive
-indicators such as EMAs give identical values). Anything malformed is dropped with a reason, so a
-strategy only ever sees validated data (the asset simply holds for that tick).
+Candles are cached per (asset, interval): the first fetch brings `lookback` closed candles, later
+ticks append the newly closed ones. Strategies therefore see one continuous history from a fixed
+first candle, exactly what a backtest over the same candles sees (recursive indicators such as
+EMAs give identical values), until the series reaches `history` candles; it is then cut back to
+the last `lookback`, so a daemon left running for months holds bounded memory and spends bounded
+time per tick (a recursive indicator re-seeded `lookback` candles back differs negligibly).
+Anything malformed is dropped with a reason, so a strategy only ever sees validated data (the
+asset simply holds for that tick).
 """
 
 from __future__ import annotations
@@ -44,13 +47,20 @@ class MarketSnapshot:
 
 def candles_from_api(symbol: str, interval: str, rows: list[Candle]) -> Candles:
     """Build and validate; raises CandleDataError naming the row when the venue sent garbage."""
-    ts = np.array([r.time for r in rows], dtype=np.int64)
+    source = f"venue {symbol} {interval}"
+    try:
+        ts = np.array([r.time for r in rows], dtype=np.int64)
+    except OverflowError:
+        bad = next(i for i, r in enumerate(rows) if not -(2**63) <= r.time < 2**63)
+        raise CandleDataError(
+            source, f"timestamp {rows[bad].time} is not milliseconds", line=bad, unit="index"
+        ) from None
     cols = [
         np.array([getattr(r, k) for r in rows], dtype=np.float64)
         for k in ("open", "high", "low", "close", "volume")
     ]
     candles = Candles(symbol, interval, ts, *cols)
-    check_candles(candles, allow_gaps=True, source=f"venue {symbol} {interval}")
+    check_candles(candles, allow_gaps=True, source=source)
     return candles
 
 
@@ -74,10 +84,18 @@ def _append(old: Candles, new: Candles) -> Candles:
 class LiveMarket:
     """Fetches candles and signals through the AluraClient, keeping a growing candle cache."""
 
-    def __init__(self, client: AluraClient, *, lookback: int = 1000) -> None:
+    def __init__(self, client: AluraClient, *, lookback: int = 1000, history: int = 5000) -> None:
         self.client = client
         self.lookback = lookback
+        self.history = max(history, lookback)
         self.cache: dict[tuple[str, str], Candles] = {}
+
+    def _keep(self, key: tuple[str, str], series: Candles) -> Candles:
+        """Cache a series, cut back to `lookback` once it holds more than `history` candles."""
+        if len(series) > self.history:
+            series = series.tail(self.lookback)
+        self.cache[key] = series
+        return series
 
     async def _candles(self, asset: str, interval: str, now_ms: int) -> Candles:
         key = (asset, interval)
@@ -94,9 +112,7 @@ class LiveMarket:
         if have is not None and len(have) and len(closed) and closed.ts[0] > have.ts[-1] + step:
             log.warning("candle gap for %s %s: refetching history", asset, interval)
             have = None
-        merged = closed if have is None else _append(have, closed)
-        self.cache[key] = merged
-        return merged
+        return self._keep(key, closed if have is None else _append(have, closed))
 
     async def _append_latest(
         self, interval: str, assets: list[str], now_ms: int
@@ -127,7 +143,7 @@ class LiveMarket:
                 continue
             last = int(have.ts[-1])
             if len(new) and int(new.ts[0]) == last + step:
-                out[asset] = self.cache[(asset, interval)] = _append(have, new)
+                out[asset] = self._keep((asset, interval), _append(have, new))
             elif len(new) and int(new.ts[0]) == last and last + 2 * step > now_ms:
                 out[asset] = have
         return out
@@ -136,12 +152,23 @@ class LiveMarket:
         candles: dict[str, Candles] = {}
         problems: dict[str, str] = {}
         signals: dict[str, Signal] = {}
-        try:
-            listing = await self.client.signals_all(interval)
+        listing, latest = await asyncio.gather(
+            self.client.signals_all(interval),
+            self._append_latest(interval, assets, now_ms),
+            return_exceptions=True,
+        )
+        if isinstance(listing, ApiError):
+            problems["*signals"] = f"signals unavailable: {listing.kind}"
+        elif isinstance(listing, BaseException):
+            raise listing
+        else:
             signals = {s.symbol.upper(): s for s in listing.signals}
-        except ApiError as exc:
-            problems["*signals"] = f"signals unavailable: {exc.kind}"
-        latest = await self._append_latest(interval, assets, now_ms)
+            for asset, sig in list(signals.items()):
+                if sig.candle_time > now_ms:  # about a candle that has not even opened: garbage
+                    del signals[asset]
+                    problems[f"*signal {asset}"] = f"signal candle time {sig.candle_time} > now"
+        if isinstance(latest, BaseException):
+            raise latest
         pending = [a for a in assets if a not in latest]
         fetched = await asyncio.gather(
             *(self._candles(a, interval, now_ms) for a in pending), return_exceptions=True

@@ -261,7 +261,8 @@ class RiskGate:
         """Verdicts in order; each accepted open counts against the limits of the ones after it.
 
         `signal_times` maps an asset to the open time of the candle its newest signal is about;
-        `pending_assets` are assets with an unresolved intent.
+        `pending_assets` are assets, and `position:<id>` keys of user positions, with an
+        unresolved intent.
         """
         lim = self.limits
         busy = {s.asset for s in account.open_sessions}
@@ -317,11 +318,12 @@ class RiskGate:
         key = f"asset:{d.asset}" if isinstance(d, CloseSession) else f"position:{d.position_id}"
         if key in closing:
             return Verdict(False, DUPLICATE_CLOSE, "a close of it is already in this tick")
-        if isinstance(d, CloseSession) and d.asset in pending_assets:
+        if (d.asset if isinstance(d, CloseSession) else key) in pending_assets:
+            what = d.asset if isinstance(d, CloseSession) else f"position {d.position_id}"
             return Verdict(
                 False,
                 REASONS[UNRESOLVED_INTENT],
-                f"{d.asset} has an intent awaiting reconciliation; not closing twice",
+                f"{what} has an intent awaiting reconciliation; not closing twice",
             )
         closing.add(key)
         return Verdict(True, CLOSE)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from bot import failpoints
 from bot.api.errors import ApiError, DuplicateAsset, OutcomeUnknown
 from bot.domain import (
     INTERVAL_SECONDS,
@@ -31,10 +32,10 @@ from bot.domain import (
     decision_action,
 )
 from bot.engine.clock import Clock
-from bot.engine.executor import Executor, open_request
+from bot.engine.executor import AccountState, Executor, open_request
 from bot.engine.market import MarketSnapshot
 from bot.engine.risk import RiskGate
-from bot.journal import Journal
+from bot.journal import Journal, SessionRow
 from bot.market import session_model as sm
 from strategies.base import GuardState, PositionManager, Strategy
 
@@ -85,16 +86,15 @@ def last_row_decisions(
         return [
             Hold(strategy.name, asset, f"warming up ({len(candles)}/{strategy.warmup} candles)")
         ]
-    flags = strategy.run(candles)
-    i = len(candles) - 1
-    when = datetime.fromtimestamp(int(candles.ts[i]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    flags = strategy.last_row(asset, candles)
+    when = datetime.fromtimestamp(int(candles.ts[-1]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
     if asset in open_by_strategy:
-        if flags.exit_long[i] or flags.exit_short[i]:
+        if flags.exit_long or flags.exit_short:
             return [CloseSession(strategy.name, asset, f"exit signal on the {when} candle")]
         return []
-    if flags.enter_long[i]:
+    if flags.enter_long:
         return [strategy.open_decision(asset, Side.LONG, f"long entry on the {when} candle")]
-    if flags.enter_short[i]:
+    if flags.enter_short:
         return [strategy.open_decision(asset, Side.SHORT, f"short entry on the {when} candle")]
     return []
 
@@ -150,7 +150,9 @@ class Engine:
                 assets += [a for a in slot.assets if a not in assets]
         return assets
 
-    def _session_views(self, unrealized: dict[str, Decimal]) -> tuple[SessionView, ...]:
+    def _session_views(
+        self, rows: list[SessionRow], unrealized: dict[str, Decimal]
+    ) -> tuple[SessionView, ...]:
         return tuple(
             SessionView(
                 session_id=r.id,
@@ -161,7 +163,7 @@ class Engine:
                 strategy=r.strategy,
                 unrealized_pnl=unrealized.get(r.id, ZERO),
             )
-            for r in self.journal.open_sessions()
+            for r in rows
         )
 
     async def _run_strategy(
@@ -194,18 +196,35 @@ class Engine:
                 return None
             return await self._tick(interval)
 
+    async def _snapshot_and_account(
+        self, interval: str, now: int
+    ) -> tuple[MarketSnapshot, AccountState | None]:
+        """Both at once when the account does not depend on the snapshot (one round trip less
+        per tick); an error in either is raised after both have finished."""
+        snapshot = self.market.snapshot(interval, self._assets_for(interval), now)
+        if self.executor.account_follows_snapshot:
+            return await snapshot, None
+        market, account = await asyncio.gather(
+            snapshot, self.executor.account(now), return_exceptions=True
+        )
+        if isinstance(market, BaseException):
+            raise market
+        if isinstance(account, BaseException):
+            raise account
+        return market, account
+
     async def _tick(self, interval: str) -> TickReport:
         started = time.perf_counter()
         now = self.clock.now_ms()
         tick_id = self.journal.tick_started(now, interval)
         report = TickReport(tick_id, interval)
         try:
-            snapshot = await self.market.snapshot(interval, self._assets_for(interval), now)
+            snapshot, early = await self._snapshot_and_account(interval, now)
             self.last_snapshot = snapshot
             for closed in await self.executor.on_snapshot(snapshot):
                 self.journal.close_session(closed.session_id, now, closed.realized_pnl, closed.fees)
                 report.closed.append(closed.session_id)
-            account = await self.executor.account(now)
+            account = early if early is not None else await self.executor.account(now)
             unrealized = {sid: v.unrealized_pnl for sid, v in account.sessions.items()}
             open_rows = self.journal.open_sessions()
             open_assets = {r.asset: r.strategy for r in open_rows}
@@ -220,13 +239,18 @@ class Engine:
                     log.error(msg)
                     report.errors.append(msg)
             paused = self.journal.paused
-            views = self._session_views(unrealized)
+            views = self._session_views(open_rows, unrealized)
             managers = [s for s in self.slots if isinstance(s.strategy, PositionManager)]
             if managers and interval == self.intervals()[0]:
                 managed = await self._managed_positions(now, report)
                 for slot in managers:
                     assert isinstance(slot.strategy, PositionManager)
-                    decisions += slot.strategy.manage(GuardState(now, views, managed, paused))
+                    try:
+                        decisions += slot.strategy.manage(GuardState(now, views, managed, paused))
+                    except Exception as exc:  # a broken manager must not stop the tick
+                        msg = f"manager {slot.name} failed: {type(exc).__name__}: {exc}"[:300]
+                        log.error(msg)
+                        report.errors.append(msg)
             view = AccountView(
                 free_balance=account.free_balance,
                 realized_pnl_today=self.journal.realized_pnl_between(utc_day_start(now), now + 1),
@@ -234,7 +258,12 @@ class Engine:
                 paused=paused,
                 last_close_ms=self.journal.last_close_by_asset(),
             )
-            pending = {i.asset for i in self.journal.unresolved_intents() if i.asset}
+            unresolved = self.journal.unresolved_intents()
+            pending = {i.asset for i in unresolved if i.asset} | {
+                f"position:{i.request.get('position_id')}"
+                for i in unresolved
+                if i.kind == "positions_close"
+            }
             signal_times = {a: snapshot.signal_time_ms(a) for a in snapshot.candles}
             for a, c in snapshot.candles.items():
                 if len(c) and signal_times.get(a) is None:
@@ -278,14 +307,15 @@ class Engine:
                         state,
                         None if verdict.accepted else verdict.reason,
                     )
-                if state == "vetoed":
-                    log.info(
-                        "veto %s %s: %s",
-                        decision_action(decision),
-                        getattr(decision, "asset", ""),
-                        verdict.reason,
-                        extra={"strategy": decision.strategy},
-                    )
+                log.log(
+                    logging.DEBUG if state == "hold" else logging.INFO,
+                    "decision %s %s %s: %s",
+                    decision_action(decision),
+                    getattr(decision, "asset", None) or getattr(decision, "position_id", ""),
+                    state,
+                    decision.reason if state != "vetoed" else verdict.reason,
+                    extra={"strategy": decision.strategy, "decision_id": decision_id},
+                )
                 if state == "accepted":
                     await self._execute(decision, decision_id, interval, report)
             self.journal.tick_finished(
@@ -293,7 +323,10 @@ class Engine:
             )
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"[:500]
-            log.exception("tick failed")
+            if isinstance(exc, ApiError):  # the venue failing, retries spent: expected, one line
+                log.warning("tick failed: %s", msg)
+            else:
+                log.exception("tick failed")
             report.errors.append(msg)
             self.journal.tick_finished(tick_id, self.clock.now_ms(), False, msg, 0, 0)
         report.duration_s = time.perf_counter() - started
@@ -341,18 +374,9 @@ class Engine:
             decision_id=decision_id,
             now_ms=now,
         )
+        failpoints.hit("intent.committed")
         self.journal.mark_sent(intent, now)
-        log.info(
-            "%s %s",
-            kind,
-            decision.asset,
-            extra={
-                "intent": intent,
-                "strategy": decision.strategy,
-                "reason": decision.reason,
-                "mode": self.executor.mode,
-            },
-        )
+        self._log_sent(kind, decision.asset, intent, decision)
         try:
             opened = await self.executor.open(decision, now, interval)
         except OutcomeUnknown as exc:
@@ -369,9 +393,25 @@ class Engine:
             self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
             report.errors.append(f"{kind} {decision.asset}: {type(exc).__name__}")
             return
-        self.journal.confirm(intent, opened.raw, opened.session_id, self.clock.now_ms())
-        self.journal.upsert_session(self._session_row(opened, decision, intent, now))
+        failpoints.hit("open.answered")
+        with self.journal.atomic():
+            self.journal.confirm(intent, opened.raw, opened.session_id, self.clock.now_ms())
+            self.journal.upsert_session(self._session_row(opened, decision, intent, now))
         report.opened.append(opened.session_id)
+
+    def _log_sent(self, kind: str, subject: object, intent: str, decision: Any) -> None:
+        """One line per money-moving request, with the fields an operator greps for."""
+        log.info(
+            "%s %s",
+            kind,
+            subject,
+            extra={
+                "intent": intent,
+                "strategy": decision.strategy,
+                "reason": decision.reason,
+                "mode": self.executor.mode,
+            },
+        )
 
     def _assets(self) -> Any:
         from bot.domain import AssetRegistry
@@ -380,9 +420,7 @@ class Engine:
 
     def _session_row(
         self, opened: Any, decision: OpenQuick | OpenAdvanced, intent: str, now: int
-    ) -> Any:
-        from bot.journal import SessionRow
-
+    ) -> SessionRow:
         return SessionRow(
             id=opened.session_id,
             asset=decision.asset,
@@ -414,7 +452,9 @@ class Engine:
             decision_id=decision_id,
             now_ms=now,
         )
+        failpoints.hit("intent.committed")
         self.journal.mark_sent(intent, now)
+        self._log_sent("close_session", decision.asset, intent, decision)
         try:
             closed = await self.executor.close(row.id, row.trade_id, row.asset, now)
         except OutcomeUnknown as exc:
@@ -425,8 +465,12 @@ class Engine:
             self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
             report.errors.append(f"close {decision.asset}: {type(exc).__name__}")
             return
-        self.journal.confirm(intent, closed.raw, row.id, self.clock.now_ms())
-        self.journal.close_session(row.id, self.clock.now_ms(), closed.realized_pnl, closed.fees)
+        failpoints.hit("close.answered")
+        with self.journal.atomic():
+            self.journal.confirm(intent, closed.raw, row.id, self.clock.now_ms())
+            self.journal.close_session(
+                row.id, self.clock.now_ms(), closed.realized_pnl, closed.fees
+            )
         report.closed.append(row.id)
 
     async def _managed_positions(self, now: int, report: TickReport) -> tuple[Any, ...]:
@@ -445,16 +489,8 @@ class Engine:
         for p in listed:
             if p.wallet_address != self.positions.wallet:
                 continue
-            self.journal.upsert_position(
-                str(p.id),
-                p.wallet_address,
-                int(p.status),
-                p.amount,
-                p.pnl,
-                p.close_pnl,
-                p.model_dump(mode="json"),
-                now,
-            )
+            status_now = p.market.status if p.market else None
+            self.journal.record_position(p, now)
             out.append(
                 ManagedPosition(
                     position_id=str(p.id),
@@ -462,7 +498,8 @@ class Engine:
                     pnl=p.pnl,
                     close_pnl=p.close_pnl,
                     opened_at_ms=int(p.created_at.timestamp() * 1000),
-                    market_status=p.market.status if p.market else None,
+                    market_status=status_now,
+                    first_market_status=self.journal.first_market_status(str(p.id)),
                 )
             )
         return tuple(out)
@@ -476,6 +513,7 @@ class Engine:
         if self.positions is None:
             return
         if self.executor.mode != "live":
+            await self.executor.close_position(self.positions, int(decision.position_id))
             log.info("paper: would close position %s (%s)", decision.position_id, decision.reason)
             return
         pid = int(decision.position_id)
@@ -498,28 +536,27 @@ class Engine:
             now_ms=now,
         )
         self.journal.mark_sent(intent, now)
+        self._log_sent("positions_close", pid, intent, decision)
         try:
-            closed = await self.positions.close_position(pid)
+            closed = await self.executor.close_position(self.positions, pid)
+            failpoints.hit("close.answered")
         except OutcomeUnknown as exc:
             self.journal.mark_unknown(intent, str(exc), self.clock.now_ms())
+            log.warning("outcome unknown for the close of position %s: reconciling", pid)
+            await self._reconcile("outcome unknown on position close")
             return
         except ApiError as exc:
             self.journal.fail(intent, f"{type(exc).__name__}: {exc}"[:500], self.clock.now_ms())
             report.errors.append(f"close position {pid}: {exc.kind}")
             return
-        raw = closed.model_dump(mode="json")
-        self.journal.confirm(intent, raw, str(pid), self.clock.now_ms())
-        self.journal.upsert_position(
-            str(pid),
-            closed.wallet_address,
-            int(closed.status),
-            closed.amount,
-            closed.pnl,
-            closed.close_pnl,
-            raw,
-            self.clock.now_ms(),
-            intent,
-        )
+        if closed is None:
+            self.journal.fail(intent, "the executor sent nothing", self.clock.now_ms())
+            return
+        with self.journal.atomic():
+            self.journal.confirm(
+                intent, closed.model_dump(mode="json"), str(pid), self.clock.now_ms()
+            )
+            self.journal.record_position(closed, self.clock.now_ms(), intent)
         report.closed.append(f"position:{pid}")
 
     async def _reconcile(self, why: str) -> None:

@@ -79,7 +79,9 @@ def test_close_with_yes_closes_and_journals(sim_server: Any, config: Path, tmp_p
     journal = Journal.open(tmp_path / "j.sqlite")
     (intent,) = journal.intents()
     assert intent.kind == "positions_close" and intent.state == "confirmed"
-    assert journal.positions(WALLET)[0]["closed_by_intent"] == intent.id
+    row = journal.positions(WALLET)[0]
+    assert row["closed_by_intent"] == intent.id
+    assert row["first_market_status"] is not None, "the CLI keeps the market status too"
 
 
 def test_stats(sim_server: Any, config: Path) -> None:

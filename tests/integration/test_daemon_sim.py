@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from bot.api.alura import AluraClient
+from bot.api.errors import ServerError
 from bot.api.models import QuickSessionRequest
 from bot.sim.faults import FaultProfile
 
@@ -205,6 +208,51 @@ async def test_failing_strategy_does_not_block_the_others(
     assert [s["asset"] for s in venue_sessions(sim_server)] == ["ETH"]
 
 
+async def test_failing_position_manager_does_not_stop_the_tick(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon(
+        strategies=[
+            {"name": "broken_manager"},
+            {"name": "always_long", "assets": ["ETH"], "params": {"interval": "1h"}},
+        ]
+    )
+    sim_server.sim.clock.advance(HOUR)
+    report = await daemon.parts.engine.tick("1h")
+    assert any("manager broken_manager failed" in e for e in report.errors), report.errors
+    assert [s["asset"] for s in venue_sessions(sim_server)] == ["ETH"]
+    ok = daemon.parts.journal.conn.execute("SELECT ok FROM ticks").fetchall()
+    assert ok == [(1,)]
+
+
+async def test_each_decision_and_each_money_moving_request_is_one_log_line(
+    make_daemon: Any, sim_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = await make_daemon(
+        strategies=[
+            {
+                "name": "always_long",
+                "assets": ["ETH"],
+                "params": {"interval": "1h", "exit_every": 2},
+            }
+        ],
+        risk={"max_open_sessions": 1},
+    )
+    caplog.set_level("INFO", logger="bot")
+    for _ in range(4):
+        sim_server.sim.clock.advance(HOUR)
+        await daemon.parts.engine.tick("1h")
+    rows = daemon.parts.journal.conn.execute(
+        "SELECT id, action, verdict FROM decisions WHERE action != 'hold' ORDER BY id"
+    ).fetchall()
+    logged = [r for r in caplog.records if r.getMessage().startswith("decision ")]
+    assert [getattr(r, "decision_id", None) for r in logged] == [r[0] for r in rows]
+    intents = daemon.parts.journal.intents()
+    sent = [r for r in caplog.records if getattr(r, "intent", None)]
+    assert sorted(r.intent for r in sent) == sorted(i.id for i in intents)  # type: ignore[attr-defined]
+    assert {i.kind for i in intents} >= {"open_quick", "close_session"}
+
+
 async def test_paper_mode_sends_nothing_that_moves_money(make_daemon: Any, sim_server: Any) -> None:
     daemon = await make_daemon(live=False)
     for _ in range(4):
@@ -270,3 +318,175 @@ async def test_steady_ticks_extend_candles_with_one_request(
         fresh = await daemon.parts.client.candles(asset, "1h", limit=len(mine))
         assert [c.time for c in fresh.candles] == mine.ts.tolist()
         assert [c.close for c in fresh.candles] == mine.close.tolist()
+
+
+async def test_candle_history_is_bounded_and_stays_current(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon(
+        strategies=[{"name": "always_long", "assets": ["BTC"], "params": {"interval": "1h"}}],
+        engine={"lookback_candles": 50, "history_candles": 53},
+    )
+    lengths = []
+    for _ in range(12):
+        sim_server.sim.clock.advance(HOUR)
+        await daemon.parts.engine.tick("1h")
+        series = daemon.parts.engine.market.cache[("BTC", "1h")]
+        lengths.append(len(series))
+        assert (
+            int(series.ts[-1]) + HOUR
+            <= sim_server.sim.clock.now_ms()
+            < int(series.ts[-1]) + 2 * HOUR
+        )
+        assert (series.ts[1:] - series.ts[:-1] == HOUR).all()
+    assert max(lengths) == 53 and min(lengths) == 50
+    assert 50 in lengths[3:], "never cut back"
+
+
+async def test_reconcile_takes_a_missing_trade_id_from_current_trade(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    from dataclasses import replace
+
+    daemon = await make_daemon(
+        strategies=[{"name": "always_long", "assets": ["BTC"], "params": {"interval": "1h"}}]
+    )
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    journal = daemon.parts.journal
+    (row,) = journal.open_sessions()
+    assert row.trade_id
+    journal.upsert_session(replace(row, trade_id=None))  # adopted from a listing without one
+
+    def asked() -> int:
+        return sum(
+            1 for e in sim_server.sim.requests.entries if e["path"].endswith("/current-trade")
+        )
+
+    before = asked()
+    await daemon.reconcile("test")
+    assert journal.session(row.id).trade_id == row.trade_id
+    assert asked() == before + 1
+    await daemon.reconcile("test")
+    assert asked() == before + 1, "current-trade asked although no trade id was missing"
+
+
+async def test_api_errors_are_journaled_with_their_endpoint_template(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon()
+    sim_server.sim.faults = FaultProfile.from_mapping(
+        {"rule": [{"kind": "status", "status": 503, "match": "GET /trading-sessions/*/logs"}]}
+    )
+    await daemon.parts.engine.tick("1h")
+    sid = daemon.parts.journal.open_sessions()[0].id
+    with pytest.raises(ServerError):
+        await daemon.parts.client.session_logs(sid)
+    sim_server.sim.faults = FaultProfile()
+    rows = daemon.parts.journal.api_errors()
+    assert rows and {r["endpoint"] for r in rows} == {"/trading-sessions/{session_id}/logs"}
+    assert {(r["method"], r["status"], r["kind"]) for r in rows} == {("GET", 503, "ServerError")}
+    assert sid not in str(rows)
+
+
+async def test_stats_job_journals_a_pnl_snapshot_equal_to_the_metrics(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon()
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    await daemon.stats()
+    (snap,) = daemon.parts.journal.pnl_snapshots()
+    text = daemon.metrics.exposition().decode()
+    assert f"alura_bot_equity_usd {float(snap['equity'])}" in text
+    assert snap["open_sessions"] == len(daemon.parts.journal.open_sessions()) == 2
+    assert snap["ts"] == sim_server.sim.clock.now_ms()
+
+
+async def test_a_signals_outage_still_brings_fresh_candles_and_opens_nothing(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    from bot.sim.faults import FaultProfile
+
+    daemon = await make_daemon(
+        strategies=[{"name": "signal_follower", "assets": ["BTC"], "params": {"interval": "1h"}}],
+        http={"retry_attempts": 1},
+    )
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    sim_server.sim.faults = FaultProfile.from_mapping(
+        {"rule": [{"kind": "status", "status": 503, "match": "GET /api/indicators/signals/*"}]}
+    )
+    opened_before = len(daemon.parts.journal.open_sessions())
+    sim_server.sim.clock.advance(HOUR)
+    report = await daemon.parts.engine.tick("1h")
+    snapshot = daemon.parts.engine.last_snapshot
+    assert snapshot.problems["*signals"].startswith("signals unavailable")
+    assert int(snapshot.candles["BTC"].ts[-1]) == sim_server.sim.clock.now_ms() - HOUR
+    assert report.opened == [] and len(daemon.parts.journal.open_sessions()) == opened_before
+
+
+async def test_live_ticks_ask_for_the_account_while_the_market_snapshot_is_in_flight(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    import asyncio
+
+    daemon = await make_daemon()
+    engine = daemon.parts.engine
+    account_asked = asyncio.Event()
+    real_account, real_snapshot = engine.executor.account, engine.market.snapshot
+
+    async def account(now_ms: int) -> Any:
+        account_asked.set()
+        return await real_account(now_ms)
+
+    async def snapshot(*args: Any) -> Any:
+        await asyncio.wait_for(account_asked.wait(), 10)  # sequential code never gets here
+        return await real_snapshot(*args)
+
+    engine.executor.account, engine.market.snapshot = account, snapshot
+    sim_server.sim.clock.advance(HOUR)
+    report = await engine.tick("1h")
+    assert report.errors == [] and report.opened
+
+
+async def test_paper_ticks_read_the_account_after_the_snapshot_fills(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon(live=False)
+    engine = daemon.parts.engine
+    order: list[str] = []
+    real_account, real_fills = engine.executor.account, engine.executor.on_snapshot
+
+    async def account(now_ms: int) -> Any:
+        order.append("account")
+        return await real_account(now_ms)
+
+    async def on_snapshot(snapshot: Any) -> Any:
+        order.append("fills")
+        return await real_fills(snapshot)
+
+    engine.executor.account, engine.executor.on_snapshot = account, on_snapshot
+    sim_server.sim.clock.advance(HOUR)
+    await engine.tick("1h")
+    assert order == ["fills", "account"]
+
+
+async def test_a_venue_error_that_ends_a_tick_is_one_warning_not_a_traceback(
+    make_daemon: Any, sim_server: Any, caplog: Any
+) -> None:
+    import logging
+
+    from bot.sim.faults import FaultProfile
+
+    daemon = await make_daemon(http={"retry_attempts": 1})
+    sim_server.sim.faults = FaultProfile.from_mapping(
+        {"rule": [{"kind": "status", "status": 502, "match": "GET /trading-sessions/active"}]}
+    )
+    sim_server.sim.clock.advance(HOUR)
+    with caplog.at_level(logging.WARNING, logger="bot.engine"):
+        report = await daemon.parts.engine.tick("1h")
+    failed = [r for r in caplog.records if r.getMessage().startswith("tick failed")]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+    assert failed[0].exc_info is None and "502" in failed[0].getMessage()
+    assert report.errors and report.opened == []

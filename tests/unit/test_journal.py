@@ -23,29 +23,12 @@ from bot.journal import (
     SCHEMA_VERSION,
     Journal,
     JournalError,
-    SessionRow,
     _statements,
 )
+from tests.conftest import paper_session_row
 
 DAY = 86_400_000
-
-
-def session(sid: str, asset: str = "BTC", budget: str = "100.5") -> SessionRow:
-    return SessionRow(
-        id=sid,
-        asset=asset,
-        kind="quick",
-        strategy="s",
-        status="open",
-        budget=Decimal(budget),
-        opened_at=1000,
-        closed_at=None,
-        realized_pnl=None,
-        fees=None,
-        intent_id=None,
-        mode="paper",
-        raw={"a": 1},
-    )
+session = paper_session_row
 
 
 def new_intent(journal: Journal, asset: str = "BTC", kind: str = "open_quick") -> str:

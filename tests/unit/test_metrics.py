@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import __version__
 from bot.api.errors import NotFound
 from bot.api.transport import RequestRecord, Transport
+from bot.engine.executor import AccountState, VenueSession
 from bot.metrics import Metrics, MetricsServer
 from bot.settings import HttpSettings, Settings
 
@@ -221,11 +222,11 @@ def test_refresh_from_journal_and_account() -> None:
         unresolved_intents=lambda: [object()],
         open_sessions=lambda: sessions,
     )
-    account = SimpleNamespace(
+    account = AccountState(
         free_balance=Decimal("900"),
         sessions={
-            "a": SimpleNamespace(unrealized_pnl=Decimal("1.5"), budget=Decimal("50")),
-            "b": SimpleNamespace(unrealized_pnl=Decimal("-0.5"), budget=Decimal("50")),
+            sid: VenueSession(sid, "BTC", "quick", Decimal("50"), None, Decimal(pnl), {})
+            for sid, pnl in (("a", "1.5"), ("b", "-0.5"))
         },
     )
     m.refresh_from(journal, account, now_ms)

@@ -103,6 +103,14 @@ def test_bad_config_lists_every_bad_field(clean_env: Path) -> None:
     assert "http.retry_attempts = 0" in text
 
 
+def test_history_shorter_than_the_lookback_is_a_config_error(clean_env: Path) -> None:
+    cfg = clean_env / "bad.toml"
+    cfg.write_text("[engine]\nlookback_candles = 500\nhistory_candles = 400\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert "history_candles (400) must be at least lookback_candles (500)" in str(info.value)
+
+
 def test_invalid_toml_is_a_config_error(clean_env: Path) -> None:
     cfg = clean_env / "broken.toml"
     cfg.write_text("mode = \n")
@@ -120,6 +128,19 @@ def test_key_file_must_not_be_group_or_world_readable(clean_env: Path, key_file:
     s = load_settings(None, private_key_file=key_file)
     with pytest.raises(KeyFileError, match=f"chmod 600 {key_file}"):
         load_private_key(s)
+
+
+@pytest.mark.parametrize("digits", ["f" * 64, "0" * 64], ids=["above-curve-order", "zero"])
+def test_hex_that_is_not_a_valid_key_is_a_key_error_without_the_key(
+    clean_env: Path, digits: str
+) -> None:
+    path = clean_env / "bad-key"
+    path.write_text(digits + "\n")
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="not a valid secp256k1 private key") as caught:
+        load_private_key(load_settings(None, private_key_file=path))
+    assert digits not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
 def test_key_file_loaded_as_secret(clean_env: Path, key_file: Path) -> None:
