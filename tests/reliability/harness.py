@@ -1,0 +1,679 @@
+"""Crash-trial and soak harness: the simulator and the daemon as separate processes.
+
+The simulator (`alura-bot sim --state`) is the ground truth; the daemon (`alura-bot run --live`
+with `engine.clock = "venue"`) trades it at an accelerated market clock. A trial SIGKILLs the
+daemon at a chosen moment — a random time, while a request that moves money is in flight, or at
+a named failpoint inside a journal transaction or between a venue's answer and its journaling —
+then freezes the venue's clock, reconciles the journal with the code the daemon runs at
+start-up, and checks the invariants of issue 9. Used by tests/reliability (short runs, CI) and
+bench/crash_trials.py and bench/soak.py (long runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+CREATE_PATHS = ("/trading-sessions", "/trading-sessions/advance")
+UNRESOLVED = ("pending", "sent", "unknown")
+SESSION = "budget = 20, profit_target = 0.5, loss_threshold = 0.5"
+# The journal learns a session's PnL closed behind its back from the venue's per-position logs,
+# each rounded to 6 decimals; the venue's total is rounded once.
+PNL_TOLERANCE = Decimal("0.00001")
+
+STRATEGY = '''
+import numpy as np
+from strategies.base import Signals, Strategy, StrategyParams
+
+
+class ChurnParams(StrategyParams):
+    exit_every: int = 3
+
+
+class Churn(Strategy[ChurnParams]):
+    """Reliability trials: wants a session on every candle, exits every Nth: many intents."""
+
+    name = "churn"
+    Params = ChurnParams
+
+    @property
+    def warmup(self) -> int:
+        return 2
+
+    def indicators(self, candles):
+        return {}
+
+    def signals(self, candles, columns):
+        n = len(candles)
+        step = candles.ts // candles.interval_ms
+        return Signals.long_only(np.ones(n, dtype=bool), step % self.params.exit_every == 0)
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALURA_BOT_")}
+    env.update({"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **extra})
+    return env
+
+
+# -- the venue --------------------------------------------------------------------------------
+
+
+@dataclass
+class Venue:
+    """`alura-bot sim` as a process with persisted state; restartable on the same port."""
+
+    workdir: Path
+    speed: float = 3600.0
+    seed: int = 7
+    faults: str | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "bot", "sim", "--port", str(self.port)]
+        cmd += ["--speed", str(self.speed), "--seed", str(self.seed), "--balance", "1000000"]
+        cmd += ["--state", str(self.workdir / "venue.sqlite")]
+        if self.faults:
+            path = self.workdir / "faults.toml"
+            path.write_text(self.faults)
+            cmd += ["--faults", str(path)]
+        log = (self.workdir / "sim.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"simulator exited {self.proc.returncode}; see sim.log")
+            try:
+                httpx.get(f"{self.url}/health", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)  # polling another process's start-up
+        raise RuntimeError("simulator did not answer in time")
+
+    def kill(self) -> None:
+        """SIGKILL; keeps the request log collected so far (it lives in the process)."""
+        if self.proc is None:
+            return
+        self.collect()
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def ctl(self, method: str, path: str, body: Any = None) -> Any:
+        r = httpx.request(method, f"{self.url}/__sim/{path}", json=body, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def pause(self) -> None:
+        self.ctl("POST", "clock", {"paused": True})
+
+    def resume(self) -> None:
+        self.ctl("POST", "clock", {"paused": False})
+
+    def wait_quiet(self, timeout: float = 30.0) -> None:
+        """Until the venue handles no request: one a dead client sent may still be applied."""
+        deadline = time.monotonic() + timeout
+        while self.state()["inFlight"] > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("venue never became quiet")
+            time.sleep(0.01)  # polling another process
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.ctl("GET", "state"))
+
+    def collect(self) -> None:
+        """Move the simulator's in-memory request log into `self.requests` (it dies with it)."""
+        since = self.requests[-1]["t"] if self.requests else 0.0
+        got = self.ctl("GET", f"requests?since={since}")["requests"]
+        seen = {(e["t"], e["method"], e["path"]) for e in self.requests if e["t"] >= since}
+        self.requests += [e for e in got if (e["t"], e["method"], e["path"]) not in seen]
+
+
+# -- the daemon -------------------------------------------------------------------------------
+
+
+@dataclass
+class Bot:
+    """`alura-bot run --live` against the venue, with its own journal, key and notify socket."""
+
+    workdir: Path
+    venue: Venue
+    interval: str = "1h"
+    assets: tuple[str, ...] = ("BTC", "ETH", "SOL")
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        key = self.workdir / "private-key"
+        key.write_text(TEST_KEY + "\n")
+        key.chmod(0o600)
+        strategies = self.workdir / "strategies"
+        strategies.mkdir(exist_ok=True)
+        (strategies / "churn.py").write_text(STRATEGY)
+        assets = ", ".join(f'"{a}"' for a in self.assets)
+        self.config.write_text(
+            f"""mode = "live"
+base_url = "{self.venue.url}"
+private_key_file = "{key}"
+journal_path = "{self.journal_path}"
+strategies_dir = "{strategies}"
+log_level = "INFO"
+log_format = "json"
+metrics_port = {self.metrics_port}
+
+[http]
+rate_limit_per_s = 200
+rate_limit_burst = 50
+connect_timeout_s = 2
+read_timeout_s = 3
+write_timeout_s = 3
+retry_attempts = 3
+retry_total_s = 5
+retry_max_wait_s = 2
+
+[risk]
+max_open_sessions = 6
+max_budget_per_session = "1000"
+max_total_budget = "100000"
+daily_loss_limit = "1000000"
+cooldown_s = 0
+min_free_balance = "0"
+stale_after_intervals = 3
+
+[engine]
+clock = "venue"
+tick_offset_s = 30
+reconcile_every_s = {self.venue.speed}
+stats_every_s = 1
+lookback_candles = 60
+shutdown_timeout_s = 5
+
+[[strategies]]
+name = "churn"
+assets = [{assets}]
+params = {{ interval = "{self.interval}", session = {{ {SESSION} }} }}
+{self.extra_config}
+"""
+        )
+
+    @property
+    def config(self) -> Path:
+        return self.workdir / "alura-bot.toml"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.workdir / "journal.sqlite"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "bot.log"
+
+    def start(self, *, failpoints: str = "", seed: int = 0, ready_timeout: float = 60.0) -> bool:
+        """Start and wait for READY=1 (sent after the start-up reconcile). False when the process
+        died before that (a failpoint can fire during start-up)."""
+        notify = self.workdir / "notify.sock"
+        notify.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify))
+        sock.settimeout(0.2)
+        env = _env(NOTIFY_SOCKET=str(notify))
+        if failpoints:
+            env.update(ALURA_BOT_FAILPOINTS=failpoints, ALURA_BOT_FAILPOINTS_SEED=str(seed))
+        log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "bot", "run", "--config", str(self.config), "--live"]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + ready_timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    if b"READY=1" in sock.recv(4096):
+                        return True
+                except TimeoutError:
+                    continue
+        finally:
+            sock.close()
+        raise RuntimeError("daemon sent no READY=1 in time; see bot.log")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait_for_intent_in_flight(self, timeout: float) -> bool:
+        """Poll the journal (a second reader, as an operator's sqlite3 would be) until an intent
+        is written but its answer has not come: state pending or sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            try:
+                with sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True) as db:
+                    row = db.execute(
+                        "SELECT 1 FROM intents WHERE state IN ('pending','sent') LIMIT 1"
+                    ).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row:
+                return True
+            time.sleep(0.002)  # polling another process's journal
+        return False
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def reconcile(self) -> dict[str, list[str]]:
+        """The daemon's own start-up reconciliation, run in this process while no daemon runs."""
+        from pydantic import SecretStr
+
+        from bot.engine.daemon import Daemon
+        from bot.settings import load_settings
+
+        settings = load_settings(self.config)
+        daemon = Daemon(settings, key=SecretStr(TEST_KEY), live=True)
+        # the venue is quiet (no request in flight, clock frozen): nothing can still land
+        self.venue.wait_quiet()
+        daemon.settle_ms = lambda: 0  # type: ignore[method-assign]
+
+        async def once() -> Any:
+            parts = daemon.build()
+            try:
+                await daemon._follow_venue_clock()
+                return await daemon._reconcile_unlocked("harness", raise_errors=True)
+            finally:
+                await parts.client.aclose()
+                parts.journal.close()
+
+        report = asyncio.run(once())
+        return {k: list(v) for k, v in vars(report).items()}
+
+
+# -- invariants -------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    problems: list[str]
+    venue_sessions: int
+    intents: int
+    duplicate_attempts: int
+    creates_at_venue: int
+    sent_open_intents: int
+
+
+def wallet_address() -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(TEST_KEY).address)
+
+
+def check_invariants(venue: Venue, journal_path: Path) -> Check:
+    """Issue 9's after-trial checks, with the venue's clock frozen and no daemon running."""
+    problems: list[str] = []
+    me = wallet_address().lower()
+    state = venue.state()
+    mine = [s for s in state["sessions"] if str(s.get("wallet", "")).lower() == me]
+    active = Counter(s["asset"] for s in mine if s["status"] == "active")
+    problems += [f"{n} active sessions on {a}" for a, n in active.items() if n > 1]
+
+    with sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True) as db:
+        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            problems.append("journal integrity_check failed")
+        intents = db.execute("SELECT id, kind, state, error, attempts FROM intents").fetchall()
+        sessions = {
+            r[0]: r[1:]
+            for r in db.execute("SELECT id, status, realized_pnl, fees FROM sessions").fetchall()
+        }
+    left = [i for i in intents if i[2] in UNRESOLVED]
+    problems += [f"intent {i[0]} ({i[1]}) left {i[2]}" for i in left]
+    for s in mine:
+        if s["id"] not in sessions:
+            problems.append(f"venue session {s['id']} ({s['asset']}, {s['status']}) not journaled")
+            continue
+        status, pnl, _ = sessions[s["id"]]
+        if s["status"] == "active" and status != "open":
+            problems.append(f"session {s['id']} active on the venue, {status} in the journal")
+        if s["status"] != "active":
+            if status != "closed":
+                problems.append(f"session {s['id']} closed on the venue, {status} in the journal")
+            elif abs(Decimal(pnl) - Decimal(str(s["realizedPnl"]))) > PNL_TOLERANCE:
+                problems.append(f"session {s['id']}: journal PnL {pnl}, venue {s['realizedPnl']}")
+    venue_closed = sum(
+        (Decimal(str(s["realizedPnl"])) for s in mine if s["status"] != "active"), Decimal(0)
+    )
+    journal_closed = sum(
+        (Decimal(v[1]) for v in sessions.values() if v[0] == "closed" and v[1] is not None),
+        Decimal(0),
+    )
+    if abs(venue_closed - journal_closed) > Decimal("0.0001"):
+        problems.append(f"realised PnL: journal {journal_closed}, venue {venue_closed}")
+
+    venue.collect()
+    creates = sum(1 for e in venue.requests if e["method"] == "POST" and e["path"] in CREATE_PATHS)
+    sent_opens = sum(
+        1 for i in intents if i[1] in ("open_quick", "open_advanced") and (i[4] or 0) > 0
+    )
+    if creates > sent_opens:
+        problems.append(f"{creates} session creates reached the venue for {sent_opens} intents")
+    duplicates = sum(1 for i in intents if i[3] and "Duplicate asset" in i[3])
+    return Check(problems, len(mine), len(intents), duplicates, creates, sent_opens)
+
+
+# -- trials -----------------------------------------------------------------------------------
+
+KILL_MODES = ("random", "in_flight", "journal_commit", "open_answered", "close_answered")
+FAILPOINTS = {
+    "journal_commit": "journal.commit=0.03",
+    "open_answered": "open.answered=0.5",
+    "close_answered": "close.answered=0.5",
+}
+
+
+@dataclass
+class TrialStats:
+    trials: int = 0
+    kills: Counter[str] = field(default_factory=Counter)
+    not_ready: int = 0
+    duplicates: int = 0
+    unresolved_after: int = 0
+    orphans: int = 0
+    adopted: int = 0
+    failed_intents: int = 0
+    intents: int = 0
+    venue_sessions: int = 0
+    venue_restarts: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        out["kills"] = dict(self.kills)
+        out["problems"] = self.problems[:50]
+        return out
+
+
+def run_trials(
+    workdir: Path,
+    trials: int,
+    *,
+    seed: int = 1,
+    venue_restart_every: int = 0,
+    progress: Any = None,
+) -> TrialStats:
+    """`trials` SIGKILLs of the daemon, cycling through the kill modes; returns the figures."""
+    rng = random.Random(seed)
+    venue = Venue(
+        workdir / "venue",
+        seed=seed,
+        faults=(
+            "seed = 1\n"
+            "[[rule]]\nkind = 'latency'\nmatch = 'POST /trading-sessions*'\nlatency_ms = 150\n"
+            "[[rule]]\nkind = 'latency'\nmatch = 'POST /trading-sessions/trades/*'\n"
+            "latency_ms = 150\n"
+            "[[rule]]\nkind = 'lost_response'\nmatch = 'POST /trading-sessions'\n"
+            "probability = 0.1\n"
+        ),
+    )
+    venue.workdir.mkdir(parents=True, exist_ok=True)
+    venue.start()
+    bot = Bot(workdir / "bot", venue)
+    stats = TrialStats()
+    try:
+        for n in range(trials):
+            mode = KILL_MODES[n % len(KILL_MODES)]
+            ready = bot.start(failpoints=FAILPOINTS.get(mode, ""), seed=rng.randrange(1 << 30))
+            if not ready:
+                stats.not_ready += 1
+            if bot.alive():
+                if mode == "random":
+                    deadline = time.monotonic() + rng.uniform(0.1, 2.5)
+                    while time.monotonic() < deadline and bot.alive():
+                        time.sleep(0.01)  # a random moment, by design
+                elif mode == "in_flight":
+                    bot.wait_for_intent_in_flight(timeout=10)
+                else:
+                    deadline = time.monotonic() + 10
+                    while bot.alive() and time.monotonic() < deadline:
+                        time.sleep(0.01)  # until the failpoint fires
+            died_alone = not bot.alive()
+            bot.kill()
+            stats.kills[mode if mode in ("random", "in_flight") or died_alone else "timer"] += 1
+            if venue_restart_every and (n + 1) % venue_restart_every == 0:
+                venue.kill()
+                venue.start()
+                stats.venue_restarts += 1
+            venue.pause()
+            try:
+                report = bot.reconcile()
+                result = check_invariants(venue, bot.journal_path)
+            finally:
+                venue.resume()
+            stats.trials += 1
+            stats.adopted += len(report["adopted"])
+            stats.orphans += len(report["orphans"])
+            stats.failed_intents += len(report["failed_intents"])
+            stats.duplicates += result.duplicate_attempts
+            stats.unresolved_after += sum(1 for p in result.problems if " left " in p)
+            stats.intents = result.intents
+            stats.venue_sessions = result.venue_sessions
+            stats.problems += [f"trial {n} ({mode}): {p}" for p in result.problems]
+            if progress is not None:
+                progress(n, mode, result, report)
+    finally:
+        bot.kill()
+        venue.kill()
+    return stats
+
+
+def log_problems(path: Path) -> list[str]:
+    """Lines of a JSON-lines daemon log that show an unhandled error."""
+    bad = []
+    for line in path.read_text(errors="replace").splitlines():
+        if "Traceback" in line or "Unhandled" in line or "unhandled" in line:
+            bad.append(line[:300])
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("level") in ("critical", "CRITICAL"):
+            bad.append(line[:300])
+    return bad
+
+
+def metric_values(text: str, name: str) -> dict[str, float]:
+    """{labels: value} for one metric family of a Prometheus exposition."""
+    out = {}
+    labels = r'(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?'  # label values may hold braces
+    for m in re.finditer(rf"^{re.escape(name)}{labels} (\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+# -- fault soak ---------------------------------------------------------------------------------
+
+HOSTILE = """
+seed = 11
+[[rule]]
+kind = "rate_limit"
+match = "GET /api/indicators/*"
+probability = 0.08
+retry_after = "1"
+[[rule]]
+kind = "status"
+match = "GET /trading-sessions/active"
+probability = 0.08
+status = 502
+[[rule]]
+kind = "status"
+match = "POST /trading-sessions"
+probability = 0.05
+status = 503
+[[rule]]
+kind = "latency"
+match = "GET *"
+probability = 0.05
+latency_ms = 700
+[[rule]]
+kind = "drop"
+match = "GET /api/indicators/*"
+every = 30
+[[rule]]
+kind = "lost_response"
+match = "POST /trading-sessions"
+probability = 0.1
+[[rule]]
+kind = "lost_response"
+match = "POST /trading-sessions/trades/*/close"
+probability = 0.1
+[[rule]]
+kind = "builder_fee"
+match = "POST /trading-sessions"
+every = 6
+[[rule]]
+kind = "token_expiry"
+match = "GET /trading-sessions/active"
+every = 40
+"""
+
+
+@dataclass
+class SoakResult:
+    seconds: float
+    alive_throughout: bool
+    exit_code: int | None
+    log_problems: list[str]
+    check: Check
+    injected: dict[str, int]
+    statuses_at_venue: dict[str, int]
+    statuses_settled: dict[str, int]
+    statuses_at_bot: dict[str, float]
+    retry_after_violations: list[str]
+    ticks: int
+    requests: int
+
+
+IN_FLIGHT_S = 0.02
+"""Requests arriving this soon after a 429 left the bot before that answer reached it
+(concurrent candle fetches): they could not have known."""
+
+
+def retry_after_violations(requests: list[dict[str, Any]], wait_s: float) -> list[str]:
+    """Requests the bot sent within `wait_s` of a 429 answer (the venue's clock, one process)."""
+    ordered = sorted(requests, key=lambda e: e["t"])
+    bad = []
+    for i, e in enumerate(ordered):
+        if e["status"] != 429:
+            continue
+        for later in ordered[i + 1 :]:
+            if later["t"] < e["t"] + IN_FLIGHT_S:
+                continue
+            if later["t"] >= e["t"] + wait_s - 0.05:
+                break
+            bad.append(f"{later['method']} {later['path']} {later['t'] - e['t']:.3f} s after a 429")
+    return bad
+
+
+def run_soak(
+    workdir: Path, seconds: float, *, faults: str = HOSTILE, speed: float = 3600.0
+) -> SoakResult:
+    """The daemon against a hostile venue for `seconds`; then SIGTERM, reconcile, check."""
+    venue = Venue(workdir / "venue", speed=speed, faults=faults)
+    venue.workdir.mkdir(parents=True, exist_ok=True)
+    venue.start()
+    bot = Bot(workdir / "bot", venue)
+    alive = True
+    exit_code: int | None = None
+    try:
+        assert bot.start(), "daemon died before READY"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not bot.alive():
+                alive = False
+                break
+            time.sleep(0.25)  # the soak's duration, by design
+        venue.pause()
+        scrape_started = time.time()
+        metrics = bot.metrics() if bot.alive() else ""
+        scrape_done = time.time()
+        (workdir / "metrics.txt").write_text(metrics)
+        exit_code = bot.terminate() if bot.alive() else bot.proc.returncode if bot.proc else None
+        bot.reconcile()
+        check = check_invariants(venue, bot.journal_path)
+        injected = dict(venue.state()["faults"]["fired"])
+    finally:
+        bot.kill()
+        venue.kill()
+    # a request the venue logged more than a second before the scrape has been answered and
+    # counted by the bot; one logged after the scrape cannot have been: the bot's count of each
+    # status must lie between the two
+    settled: Counter[str] = Counter(
+        str(e["status"]) for e in venue.requests if e["t"] < scrape_started - 1.0
+    )
+    (workdir / "venue-requests.json").write_text(json.dumps(venue.requests))
+    at_venue: Counter[str] = Counter(
+        str(e["status"]) for e in venue.requests if e["t"] < scrape_done
+    )
+    at_bot: Counter[str] = Counter()
+    for labels, value in metric_values(metrics, "alura_bot_api_requests_total").items():
+        code = re.search(r'code="([^"]*)"', labels)
+        at_bot[code.group(1) if code else "?"] += value
+    with sqlite3.connect(f"file:{bot.journal_path}?mode=ro", uri=True) as db:
+        ticks = db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
+    return SoakResult(
+        seconds=seconds,
+        alive_throughout=alive,
+        exit_code=exit_code,
+        log_problems=log_problems(bot.log_path),
+        check=check,
+        injected=injected,
+        statuses_at_venue=dict(at_venue),
+        statuses_settled=dict(settled),
+        statuses_at_bot=dict(at_bot),
+        retry_after_violations=retry_after_violations(venue.requests, 1.0),
+        ticks=int(ticks),
+        requests=len(venue.requests),
+    )
