@@ -1,7 +1,8 @@
 """AluraClient: one typed method per endpoint of shared/api/alura-backend-api.md.
 
 Methods marked `moves_money` are never retried after they may have reached the server; they
-raise `OutcomeUnknown` instead, and the caller reconciles.
+raise `OutcomeUnknown` instead, and the caller reconciles. So does a 2xx answer to one of them
+whose body cannot be read: the server accepted something, so it may have been applied.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.api.auth import WalletAuth
-from bot.api.errors import BadResponse, ClientValidationError, preview
+from bot.api.errors import BadResponse, ClientValidationError, outcome_unknown, preview
 from bot.api.models import (
     AdvancedSessionRequest,
     AmountRequest,
@@ -112,6 +114,18 @@ class AluraClient:
             auth=auth,
             moves_money=moves_money,
         )
+        try:
+            return self._validated(model, resp, template, method, envelope)
+        except BadResponse as exc:
+            if not moves_money:
+                raise
+            raise outcome_unknown(exc) from exc
+
+    @staticmethod
+    def _validated(
+        model: type[M], resp: httpx.Response, template: str, method: str, envelope: str | None
+    ) -> M:
+        """The 2xx body as `model`, or BadResponse naming the fields that did not fit."""
         payload = parse_json(resp, endpoint=template)
         if envelope is not None:
             payload = _wrap_list(payload, envelope)

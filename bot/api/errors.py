@@ -145,6 +145,21 @@ class OutcomeUnknown(ApiError):
     """
 
 
+def outcome_unknown(bad: BadResponse) -> OutcomeUnknown:
+    """The error for a 2xx answer that cannot be read, to a request that moves money.
+
+    The server accepted something, so the request may well have been applied: recording it as
+    failed would invite a second open or close. Endpoint, status and body preview are kept.
+    """
+    return OutcomeUnknown(
+        f"unreadable 2xx answer to a request that moves money ({bad.message}); outcome unknown",
+        endpoint=bad.endpoint,
+        method=bad.method,
+        status=bad.status,
+        body=bad.body,
+    )
+
+
 class ClientValidationError(ApiError):
     """A request the client refused to send because it breaks a documented constraint."""
 

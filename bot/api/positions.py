@@ -15,6 +15,8 @@ Choices where the documents are silent:
 * raw integer fields accept JSON integers, integer strings and integral floats below 2**53 (those
   are exact); anything that could have lost units (a bigger float, a fraction) is refused;
 * a 2xx body with `ok: false` is a refusal (`ValidationFailed`), not a success;
+* a 2xx body of an open or close that cannot be read is `OutcomeUnknown` (it may have been
+  applied), never a failure; a read's is `BadResponse`;
 * every documented 400 message becomes its own `ValidationFailed` subclass (`REFUSALS`), matched
   by the message without regard to case or surrounding space; any other refusal stays a plain
   `ValidationFailed`;
@@ -56,6 +58,7 @@ from bot.api.errors import (
     UnsupportedAction,
     ValidationFailed,
     WalletRequired,
+    outcome_unknown,
     preview,
 )
 from bot.api.transport import RequestHook, Transport, parse_json
@@ -533,6 +536,15 @@ class PositionsClient:
         inner = payload.get("position", payload)
         return self._parse(Position, inner, response, template)
 
+    def _written(self, response: httpx.Response, template: str) -> Position:
+        """The position a write answered with. A 2xx that cannot be read means the write may
+        have been applied: `OutcomeUnknown`, so the caller reconciles instead of recording a
+        failure. An explicit `{ok: false}` stays a refusal (`ValidationFailed`)."""
+        try:
+            return self._position(response, template)
+        except BadResponse as exc:
+            raise outcome_unknown(exc) from exc
+
     def _query(
         self, status: str | None, fixture_id: str | int | None, page: int, limit: int
     ) -> dict[str, Any]:
@@ -716,7 +728,7 @@ class PositionsClient:
             odds_away_bps=odds_away_bps,
         )
         response = await self._send("POST", self._open, json_body=body, moves_money=True)
-        return self._position(response, self._open)
+        return self._written(response, self._open)
 
     def open_request(
         self,
@@ -753,7 +765,7 @@ class PositionsClient:
         callers must have just listed `position_id` as open under `self.wallet`."""
         method, template, body = self.close_request(position_id, close_price=close_price, via=via)
         response = await self._send(method, template, json_body=body, moves_money=True)
-        return self._position(response, template)
+        return self._written(response, template)
 
     def close_request(
         self, position_id: int, *, close_price: int | None = None, via: CloseVia = "post"
