@@ -204,13 +204,11 @@ def run(
 def _optional_key(settings: Any) -> Any:
     """Paper mode needs no key; but a key that is there and unsafe (readable by others) or
     unreadable is refused as in live mode, never quietly ignored."""
-    from bot.settings import ConfigError, key_sources, load_private_key
+    from bot.settings import NoKeyFound, load_private_key
 
     try:
         return load_private_key(settings)
-    except ConfigError:
-        if any(path.exists() for path, _ in key_sources(settings)):
-            raise
+    except NoKeyFound:
         return None
 
 
@@ -384,8 +382,19 @@ def demo(
 
 
 @app.command()
-def status(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
-    """Open sessions, today's PnL, last tick age and the kill switch, from the journal."""
+def status(
+    config: ConfigOpt = None,
+    journal: JournalOpt = None,
+    venue: Annotated[
+        bool,
+        typer.Option(
+            "--venue",
+            help="Also ask the venue for its active sessions and compare (needs the key).",
+        ),
+    ] = False,
+) -> None:
+    """Open sessions, today's PnL, last tick and the kill switch, from the journal; with --venue
+    also the venue's active sessions, and any difference from the journal."""
     import time as _time
     from datetime import UTC, datetime
 
@@ -402,9 +411,12 @@ def status(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
         console.print("last tick: never")
     else:
         age = (now - last.started_at) / 1000
-        console.print(
-            f"last tick: {age:.0f} s ago ({'ok' if last.ok else 'failed: ' + str(last.error)})"
-        )
+        when = datetime.fromtimestamp(last.started_at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        ago = f"{age:.0f} s ago" if 0 <= age < 366 * 86_400 else "on a simulated clock"
+        result = "ok" if last.ok else "failed"
+        if last.error:
+            result += f": {last.error}"
+        console.print(f"last tick: {when} UTC, {ago} ({result})", markup=False)
     console.print(
         f"realised PnL today: {j.realized_pnl_between(day, now + 1):+} USDC; "
         f"all time: {j.realized_pnl_total():+} USDC; fees {j.fees_total()} USDC"
@@ -417,11 +429,25 @@ def status(config: ConfigOpt = None, journal: JournalOpt = None) -> None:
     table = Table(title="open sessions")
     for col in ("id", "asset", "kind", "strategy", "budget", "mode", "opened (UTC)"):
         table.add_column(col)
-    for r in j.open_sessions():
+    open_rows = j.open_sessions()
+    for r in open_rows:
         opened = datetime.fromtimestamp(r.opened_at / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(r.id, r.asset, r.kind, r.strategy, str(r.budget), r.mode, opened)
     console.print(table)
     j.close()
+    if venue:
+        from bot.cli_sessions import venue_active_sessions
+
+        active = venue_active_sessions(_settings(config), "--venue")
+        on_venue = {s.id for s in active.sessions}
+        in_journal = {r.id for r in open_rows if r.mode == "live"}
+        console.print(f"venue: {len(on_venue)} active session(s)")
+        for sid in sorted(on_venue - in_journal):
+            console.print(f"[yellow]on the venue, not open in the journal: {sid}[/]")
+        for sid in sorted(in_journal - on_venue):
+            console.print(f"[yellow]open in the journal, not active on the venue: {sid}[/]")
+        if on_venue == in_journal:
+            console.print("venue and journal agree")
 
 
 @app.command()

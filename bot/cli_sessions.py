@@ -61,11 +61,8 @@ def list_sessions(
     from rich.console import Console
     from rich.table import Table
 
-    from bot.api.alura import AluraClient
-    from bot.api.errors import ApiError
     from bot.cli import _settings
     from bot.journal import Journal
-    from bot.settings import ConfigError, load_private_key
 
     settings = _settings(config)
     console = Console()
@@ -91,10 +88,28 @@ def list_sessions(
     console.print(table)
     if not venue:
         return
+    active = venue_active_sessions(settings, "--venue")
+    vt = Table(title=f"active on the venue ({settings.base_url})")
+    for col in ("id", "assetIndex", "kind", "budget", "status"):
+        vt.add_column(col)
+    for s in active.sessions:
+        vt.add_row(s.id, str(s.asset_index), s.kind or "", str(s.budget or ""), s.status)
+    console.print(vt)
+
+
+def venue_active_sessions(settings: Any, why: str) -> Any:
+    """The venue's active sessions, for a command that was asked to look (exit 2 without a key,
+    1 when the venue fails: a read, so nothing is journaled)."""
+    import asyncio
+
+    from bot.api.alura import AluraClient
+    from bot.api.errors import ApiError
+    from bot.settings import ConfigError, load_private_key
+
     try:
         key = load_private_key(settings)
     except ConfigError as exc:
-        typer.echo(f"--venue needs the key: {exc.problems[0]}", err=True)
+        typer.echo(f"{why} needs the key: {exc.problems[0]}", err=True)
         raise typer.Exit(2) from None
 
     async def fetch() -> Any:
@@ -102,18 +117,10 @@ def list_sessions(
             return await client.active_sessions()
 
     try:
-        import asyncio
-
-        active = asyncio.run(fetch())
+        return asyncio.run(fetch())
     except ApiError as exc:
         typer.echo(f"venue: {exc}", err=True)
         raise typer.Exit(1) from None
-    vt = Table(title=f"active on the venue ({settings.base_url})")
-    for col in ("id", "assetIndex", "kind", "budget", "status"):
-        vt.add_column(col)
-    for s in active.sessions:
-        vt.add_row(s.id, str(s.asset_index), s.kind or "", str(s.budget or ""), s.status)
-    console.print(vt)
 
 
 @sessions_app.command("open")

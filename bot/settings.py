@@ -140,7 +140,7 @@ class EngineSettings(_Section):
     history_candles: Annotated[int, Field(ge=50, le=100_000)] = 5000
     strategy_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     misfire_grace_s: Annotated[int, Field(ge=1, le=3600)] = 30
-    shutdown_timeout_s: Annotated[float, Field(gt=0, le=60)] = 8.0
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=9)] = 8.0  # systemd and docker wait 10 s
     paper_balance: Annotated[Decimal, Field(ge=0)] = Decimal("10000")
     clock: Literal["system", "venue"] = "system"
 
@@ -393,6 +393,10 @@ class KeyFileError(ConfigError):
     """The key file is missing, unreadable, too open, or does not hold a key."""
 
 
+class NoKeyFound(KeyFileError):
+    """No source holds a key at all: fatal in live mode, expected in paper mode."""
+
+
 def _check_permissions(path: Path) -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -461,10 +465,14 @@ def load_private_key(settings: Settings) -> SecretStr:
             raise KeyFileError(
                 [f"cannot read private key file {path}: {type(exc).__name__}"]
             ) from None
+        if path == DOCKER_SECRET_PATH and not raw.strip():
+            # compose.yaml mounts /dev/null as the secret when none is given: "no key".
+            tried.append(f"{path} (empty)")
+            continue
         key = _parse_key(raw, path)
         register_secret(key.get_secret_value())
         return key
-    raise KeyFileError(
+    raise NoKeyFound(
         [
             "no private key found. Set private_key_file (a mode-0600 file holding the hex key), "
             "or provide a systemd credential 'private-key' or a docker secret. Looked in: "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -87,20 +87,23 @@ class Signals:
 
 @dataclass(frozen=True)
 class LastRow:
-    """The flags of the newest closed candle: all the live engine acts on."""
+    """The flags of the newest closed candle: all the live engine acts on. `values` holds that
+    row's indicator values, journaled with each decision so an operator can see why."""
 
     enter_long: bool
     exit_long: bool
     enter_short: bool
     exit_short: bool
+    values: dict[str, float] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, flags: Signals) -> LastRow:
+    def of(cls, flags: Signals, columns: dict[str, FloatArray] | None = None) -> LastRow:
         return cls(
             bool(flags.enter_long[-1]),
             bool(flags.exit_long[-1]),
             bool(flags.enter_short[-1]),
             bool(flags.exit_short[-1]),
+            {k: float(v[-1]) for k, v in (columns or {}).items() if len(v)},
         )
 
 
@@ -204,7 +207,8 @@ class Strategy(ABC, Generic[P]):
         if follow is None or not follow.continues(candles):
             stream = self.stream()
             if stream is None:
-                return LastRow.of(self.run(candles))
+                columns = self.indicators(candles)
+                return LastRow.of(self.signals(candles, columns), columns)
             follow = _Follow(stream, int(candles.ts[0]), deque(maxlen=self.signal_rows))
             self._follow[asset] = follow
         if len(candles) > follow.rows or follow.flags is None:
@@ -216,7 +220,7 @@ class Strategy(ABC, Generic[P]):
             follow.last_close = float(candles.close[-1])
             recent = list(follow.recent)
             columns = {k: np.array([r[k] for r in recent]) for k in recent[0]}
-            follow.flags = LastRow.of(self.signals(candles.tail(len(recent)), columns))
+            follow.flags = LastRow.of(self.signals(candles.tail(len(recent)), columns), columns)
         return follow.flags
 
     def open_decision(self, asset: str, side: Side, reason: str) -> Decision:

@@ -293,7 +293,7 @@ class Always(Strategy[AlwaysParams]):
         return 5
 
     def indicators(self, candles):
-        return {}
+        return {"last_close": candles.close}
 
     def signals(self, candles, columns):
         n = len(candles)
@@ -315,6 +315,28 @@ class Broken(Strategy[StrategyParams]):
 
     def signals(self, candles, columns):
         raise RuntimeError("boom")
+
+
+import threading
+
+
+class Stuck(Strategy[StrategyParams]):
+    """Test strategy: hangs until its `gate` is set (a strategy stuck in a slow computation)."""
+
+    name = "stuck"
+    Params = StrategyParams
+    gate = threading.Event()
+
+    def indicators(self, candles):
+        self.gate.wait(60)
+        return {}
+
+    def signals(self, candles, columns):
+        return Signals.long_only(np.zeros(len(candles), bool), np.zeros(len(candles), bool))
+
+    @property
+    def warmup(self) -> int:
+        return 1
 
 
 from strategies.base import PositionManager

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot import failpoints
 from bot.api.errors import ApiError, DuplicateAsset, OutcomeUnknown
@@ -44,12 +46,78 @@ ZERO = Decimal(0)
 DAY_MS = 86_400_000
 
 
+class StrategyBusy(RuntimeError):
+    """The strategy has not returned from an earlier tick: it is skipped, not queued."""
+
+
+T = TypeVar("T")
+
+
+class SlotWorker:
+    """One daemon thread per strategy, so a hung strategy holds only its own thread, is skipped
+    while it hangs (never queued behind itself), and cannot keep the process from exiting."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.busy = False
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            fn, future = self._jobs.get()
+            loop = future.get_loop()
+            try:
+                result = fn()
+            except Exception as exc:  # handed to the awaiting tick, which journals it
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            except BaseException as exc:  # a strategy's sys.exit() must not end the daemon
+                failure = RuntimeError(f"{type(exc).__name__} raised in the strategy")
+                loop.call_soon_threadsafe(_settle, future, None, failure)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+            finally:
+                self.busy = False
+
+    async def run(self, fn: Callable[[], T], timeout_s: float) -> T:
+        if self.busy:
+            raise StrategyBusy(f"still running from an earlier tick (limit {timeout_s:g} s)")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name=f"strategy-{self.name}", daemon=True
+            )
+            self._thread.start()
+        self.busy = True
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, future))
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # timed out meanwhile: nobody waits for it any more
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 @dataclass
 class StrategySlot:
-    """A configured strategy instance and the assets it trades."""
+    """A configured strategy instance, the assets it trades, and the thread it runs on."""
 
     strategy: Strategy[Any] | PositionManager
     assets: list[str]
+    worker: SlotWorker | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.worker is None:
+            self.worker = SlotWorker(self.strategy.name)
 
     @property
     def name(self) -> str:
@@ -78,15 +146,22 @@ class MarketSource(Protocol):
 
 
 def last_row_decisions(
-    strategy: Strategy[Any], asset: str, snapshot: MarketSnapshot, open_by_strategy: set[str]
+    strategy: Strategy[Any],
+    asset: str,
+    snapshot: MarketSnapshot,
+    open_by_strategy: set[str],
+    values: dict[str, dict[str, float]] | None = None,
 ) -> list[Decision]:
-    """The engine's reading of a candle strategy: only the last closed candle's flags matter."""
+    """The engine's reading of a candle strategy: only the last closed candle's flags matter.
+    The row's indicator values go to `values[asset]` for the journal."""
     candles = snapshot.candles[asset]
     if len(candles) < strategy.warmup:
         return [
             Hold(strategy.name, asset, f"warming up ({len(candles)}/{strategy.warmup} candles)")
         ]
     flags = strategy.last_row(asset, candles)
+    if values is not None:
+        values[asset] = flags.values
     when = datetime.fromtimestamp(int(candles.ts[-1]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
     if asset in open_by_strategy:
         if flags.exit_long or flags.exit_short:
@@ -97,6 +172,32 @@ def last_row_decisions(
     if flags.enter_short:
         return [strategy.open_decision(asset, Side.SHORT, f"short entry on the {when} candle")]
     return []
+
+
+def decision_inputs(
+    decision: Decision,
+    snapshot: MarketSnapshot,
+    interval: str,
+    signal_times: dict[str, int | None],
+    values: dict[tuple[str, str], dict[str, float]],
+) -> dict[str, Any]:
+    """What the decision was made on, for the journal: the candle, the venue's signal, and the
+    strategy's indicator values on that row (non-finite values as strings, JSON has no NaN)."""
+    asset = getattr(decision, "asset", "") or ""
+    out: dict[str, Any] = {"interval": interval, "signal_time": signal_times.get(asset)}
+    candles = snapshot.candles.get(asset)
+    if candles is not None and len(candles):
+        out["candle_time"] = int(candles.ts[-1])
+        out["close"] = float(candles.close[-1])
+    sig = snapshot.signals.get(asset)
+    if sig is not None:
+        out["signal"] = {"signal": str(sig.signal), "strength": sig.strength}
+    row = values.get((decision.strategy, asset))
+    if row:
+        out["indicators"] = {
+            k: v if v == v and abs(v) != float("inf") else str(v) for k, v in row.items()
+        }
+    return out
 
 
 def utc_day_start(now_ms: int) -> int:
@@ -167,23 +268,53 @@ class Engine:
         )
 
     async def _run_strategy(
-        self, slot: StrategySlot, snapshot: MarketSnapshot, open_assets: dict[str, str]
+        self,
+        slot: StrategySlot,
+        snapshot: MarketSnapshot,
+        open_assets: dict[str, str],
+        values: dict[tuple[str, str], dict[str, float]],
     ) -> list[Decision]:
         strategy = slot.strategy
         assert isinstance(strategy, Strategy)
         mine = {a for a, owner in open_assets.items() if owner == slot.name}
+        rows: dict[str, dict[str, float]] = {}
 
         def run() -> list[Decision]:
             out: list[Decision] = []
             for asset in slot.assets:
                 if asset in snapshot.candles:
-                    out += last_row_decisions(strategy, asset, snapshot, mine)
+                    out += last_row_decisions(strategy, asset, snapshot, mine, rows)
                 else:
                     reason = snapshot.problems.get(asset, "no candles")
                     out.append(Hold(slot.name, asset, f"no valid market data: {reason}"))
             return out
 
-        return await asyncio.wait_for(asyncio.to_thread(run), self.strategy_timeout_s)
+        assert slot.worker is not None
+        decisions = await slot.worker.run(run, self.strategy_timeout_s)
+        values.update({(slot.name, a): v for a, v in rows.items()})
+        return decisions
+
+    async def _run_slots(
+        self,
+        slots: list[StrategySlot],
+        call: Callable[[StrategySlot], Any],
+        report: TickReport,
+        what: str,
+    ) -> list[Decision]:
+        """Every slot at once, each on its own thread with its time limit: one slow or failing
+        strategy costs only its own decisions, never the others' or the tick."""
+        results = await asyncio.gather(*(call(slot) for slot in slots), return_exceptions=True)
+        decisions: list[Decision] = []
+        for slot, result in zip(slots, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                msg = f"{what} {slot.name} failed: {type(result).__name__}: {result}"[:300]
+                log.error(msg)
+                report.errors.append(msg)
+            else:
+                decisions += result
+        return decisions
 
     # -- the tick ---------------------------------------------------------------------------
 
@@ -228,29 +359,21 @@ class Engine:
             unrealized = {sid: v.unrealized_pnl for sid, v in account.sessions.items()}
             open_rows = self.journal.open_sessions()
             open_assets = {r.asset: r.strategy for r in open_rows}
-            decisions: list[Decision] = []
-            for slot in self.slots:
-                if slot.interval != interval:
-                    continue
-                try:
-                    decisions += await self._run_strategy(slot, snapshot, open_assets)
-                except Exception as exc:  # a broken strategy must not stop the others
-                    msg = f"strategy {slot.name} failed: {type(exc).__name__}: {exc}"[:300]
-                    log.error(msg)
-                    report.errors.append(msg)
+            values: dict[tuple[str, str], dict[str, float]] = {}
+            decisions = await self._run_slots(
+                [s for s in self.slots if s.interval == interval],
+                lambda slot: self._run_strategy(slot, snapshot, open_assets, values),
+                report,
+                "strategy",
+            )
             paused = self.journal.paused
             views = self._session_views(open_rows, unrealized)
             managers = [s for s in self.slots if isinstance(s.strategy, PositionManager)]
             if managers and interval == self.intervals()[0]:
-                managed = await self._managed_positions(now, report)
-                for slot in managers:
-                    assert isinstance(slot.strategy, PositionManager)
-                    try:
-                        decisions += slot.strategy.manage(GuardState(now, views, managed, paused))
-                    except Exception as exc:  # a broken manager must not stop the tick
-                        msg = f"manager {slot.name} failed: {type(exc).__name__}: {exc}"[:300]
-                        log.error(msg)
-                        report.errors.append(msg)
+                guard = GuardState(now, views, await self._managed_positions(now, report), paused)
+                decisions += await self._run_slots(
+                    managers, lambda slot: self._manage(slot, guard), report, "manager"
+                )
             view = AccountView(
                 free_balance=account.free_balance,
                 realized_pnl_today=self.journal.realized_pnl_between(utc_day_start(now), now + 1),
@@ -288,14 +411,12 @@ class Engine:
                         d,
                         state,
                         None if v.accepted else v.reason,
-                        {
-                            "interval": interval,
-                            "signal_time": signal_times.get(getattr(d, "asset", "") or ""),
-                        },
+                        decision_inputs(d, snapshot, interval, signal_times, values),
                     )
                     for d, v, state in zip(decisions, verdicts, states, strict=True)
                 ],
             )
+            unsent = 0
             for decision, verdict, state, decision_id in zip(
                 decisions, verdicts, states, ids, strict=True
             ):
@@ -317,9 +438,19 @@ class Engine:
                     extra={"strategy": decision.strategy, "decision_id": decision_id},
                 )
                 if state == "accepted":
+                    if self.stopping:  # SIGTERM: the request in flight may end, no new one starts
+                        unsent += 1
+                        continue
                     await self._execute(decision, decision_id, interval, report)
+            if unsent:
+                report.errors.append(f"shutting down: {unsent} accepted decision(s) not sent")
             self.journal.tick_finished(
-                tick_id, self.clock.now_ms(), True, None, len(snapshot.signals), len(decisions)
+                tick_id,
+                self.clock.now_ms(),
+                True,
+                "; ".join(report.errors)[:500] or None,
+                len(snapshot.signals),
+                len(decisions),
             )
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"[:500]
@@ -336,6 +467,11 @@ class Engine:
         if self.on_tick is not None:
             self.on_tick(report)
         return report
+
+    async def _manage(self, slot: StrategySlot, state: GuardState) -> list[Decision]:
+        manager = slot.strategy
+        assert isinstance(manager, PositionManager) and slot.worker is not None
+        return await slot.worker.run(lambda: manager.manage(state), self.strategy_timeout_s)
 
     # -- execution --------------------------------------------------------------------------
 

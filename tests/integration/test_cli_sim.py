@@ -185,3 +185,30 @@ def test_a_paper_session_in_the_journal_does_not_block_a_live_open(
     journal.upsert_session(paper_session_row("paper-1", "ETH", "60"))
     journal.close()
     assert open_eth(live_config).exit_code == 0
+
+
+def test_status_with_venue_compares_the_journal_with_the_venue(
+    sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    assert open_eth(live_config).exit_code == 0
+    out = runner.invoke(app, ["status", "--config", str(live_config), "--venue"])
+    assert out.exit_code == 0, out.output
+    assert "venue: 1 active session(s)" in out.output and "venue and journal agree" in out.output
+    journal = Journal.open(tmp_path / "j.sqlite")
+    journal.upsert_session(replace(paper_session_row("ghost", "BTC"), mode="live"))
+    journal.close()
+    out = runner.invoke(app, ["status", "--config", str(live_config), "--venue"])
+    assert "open in the journal, not active on the venue: ghost" in out.output
+    assert "agree" not in out.output
+
+
+def test_status_without_venue_asks_nothing_of_it(
+    sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    Journal.open(tmp_path / "j.sqlite").close()
+    sent = len(sim_server.sim.requests.entries)
+    out = runner.invoke(app, ["status", "--config", str(live_config)])
+    assert out.exit_code == 0 and "venue:" not in out.output
+    assert len(sim_server.sim.requests.entries) == sent

@@ -490,3 +490,94 @@ async def test_a_venue_error_that_ends_a_tick_is_one_warning_not_a_traceback(
     assert len(failed) == 1 and failed[0].levelno == logging.WARNING
     assert failed[0].exc_info is None and "502" in failed[0].getMessage()
     assert report.errors and report.opened == []
+
+
+async def test_a_hung_strategy_costs_only_its_own_decisions_and_is_skipped_while_it_hangs(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    import asyncio
+
+    daemon = await make_daemon(
+        strategies=[
+            {"name": "stuck", "assets": ["BTC"], "params": {"interval": "1h"}},
+            {"name": "always_long", "assets": ["ETH"], "params": {"interval": "1h"}},
+        ],
+        engine={"strategy_timeout_s": 0.2},
+    )
+    engine = daemon.parts.engine
+    stuck = next(s for s in engine.slots if s.name == "stuck")
+    try:
+        sim_server.sim.clock.advance(HOUR)
+        first = await engine.tick("1h")
+        assert [s["asset"] for s in venue_sessions(sim_server)] == ["ETH"]
+        assert any("stuck failed: TimeoutError" in e for e in first.errors), first.errors
+        sim_server.sim.clock.advance(HOUR)
+        second = await engine.tick("1h")
+        assert any("still running from an earlier tick" in e for e in second.errors)
+    finally:
+        type(stuck.strategy).gate.set()
+    for _ in range(200):  # the released thread returns; bounded wait for that condition
+        if not stuck.worker.busy:
+            break
+        await asyncio.sleep(0.01)
+    sim_server.sim.clock.advance(HOUR)
+    third = await engine.tick("1h")
+    assert third.errors == []
+    errors = [r[0] for r in daemon.parts.journal.conn.execute("SELECT error FROM ticks")]
+    assert "stuck" in errors[0] and "stuck" in errors[1] and errors[2] is None
+
+
+async def test_a_failing_strategy_is_journaled_in_its_tick(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon(
+        strategies=[
+            {"name": "broken", "assets": ["BTC"], "params": {"interval": "1h"}},
+            {"name": "always_long", "assets": ["ETH"], "params": {"interval": "1h"}},
+        ]
+    )
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    ok, error = daemon.parts.journal.conn.execute("SELECT ok, error FROM ticks").fetchone()
+    assert ok == 1
+    assert "strategy broken failed: RuntimeError: boom" in error
+
+
+async def test_a_decision_is_journaled_with_the_candle_and_indicator_values_it_was_made_on(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    import json
+
+    daemon = await make_daemon(
+        strategies=[{"name": "always_long", "assets": ["ETH"], "params": {"interval": "1h"}}]
+    )
+    sim_server.sim.clock.advance(HOUR)
+    await daemon.parts.engine.tick("1h")
+    (raw,) = daemon.parts.journal.conn.execute(
+        "SELECT inputs FROM decisions WHERE action = 'open_quick'"
+    ).fetchone()
+    inputs = json.loads(raw)
+    candles = daemon.parts.engine.last_snapshot.candles["ETH"]
+    assert inputs["candle_time"] == int(candles.ts[-1])
+    assert inputs["close"] == float(candles.close[-1])
+    assert inputs["indicators"] == {"last_close": float(candles.close[-1])}
+    assert inputs["signal"]["signal"] in {"BUY", "SELL", "NEUTRAL"}
+
+
+async def test_after_sigterm_no_new_request_starts_in_the_running_tick(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    daemon = await make_daemon()
+    engine = daemon.parts.engine
+    send = engine.executor.open
+
+    async def open_then_sigterm(*args: Any, **kw: Any) -> Any:
+        engine.stopping = True  # SIGTERM arrives while the first open is in flight
+        return await send(*args, **kw)
+
+    engine.executor.open = open_then_sigterm
+    sim_server.sim.clock.advance(HOUR)
+    report = await engine._tick("1h")
+    assert len(venue_sessions(sim_server)) == 1
+    assert len(daemon.parts.journal.intents()) == 1
+    assert "shutting down: 1 accepted decision(s) not sent" in report.errors

@@ -12,6 +12,7 @@ from bot.settings import (
     ConfigError,
     KeyFileError,
     Mode,
+    NoKeyFound,
     Settings,
     load_private_key,
     load_settings,
@@ -185,3 +186,44 @@ def test_solana_wallet_validated(clean_env: Path) -> None:
     assert ok.positions.wallet_address
     with pytest.raises(ConfigError, match=r"positions\.wallet_address"):
         load_settings(None, positions={"wallet_address": "0xNotSolana0OIl"})
+
+
+def test_an_empty_docker_secret_means_no_key(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = clean_env / "alura_private_key"
+    secret.write_text("")  # compose.yaml's default secret is /dev/null
+    monkeypatch.setattr("bot.settings.DOCKER_SECRET_PATH", secret)
+    with pytest.raises(NoKeyFound, match=r"alura_private_key \(empty\)"):
+        load_private_key(load_settings(None))
+
+
+def test_an_empty_private_key_file_is_still_an_error(clean_env: Path) -> None:
+    empty = clean_env / "key"
+    empty.write_text("")
+    empty.chmod(0o600)
+    cfg = clean_env / "c.toml"
+    cfg.write_text(f'private_key_file = "{empty}"\n')
+    with pytest.raises(KeyFileError) as info:
+        load_private_key(load_settings(cfg))
+    assert not isinstance(info.value, NoKeyFound)
+
+
+def test_a_shutdown_wait_longer_than_the_service_managers_allow_is_refused(
+    clean_env: Path,
+) -> None:
+    cfg = clean_env / "c.toml"
+    cfg.write_text("[engine]\nshutdown_timeout_s = 30\n")
+    with pytest.raises(ConfigError, match=r"engine\.shutdown_timeout_s = 30"):
+        load_settings(cfg)
+
+
+def test_paper_mode_starts_without_a_key_when_the_docker_secret_is_empty(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import _optional_key
+
+    secret = clean_env / "alura_private_key"
+    secret.write_text("\n")
+    monkeypatch.setattr("bot.settings.DOCKER_SECRET_PATH", secret)
+    assert _optional_key(load_settings(None)) is None
