@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
@@ -149,6 +150,46 @@ def test_rate_limiter_built_from_settings() -> None:
     transport = Transport("http://x", HttpSettings(rate_limit_per_s=4, rate_limit_burst=2))
     assert transport._limiter.max_rate == 2
     assert transport._limiter.time_period == pytest.approx(0.5)
+
+
+class LoopClock:
+    """Virtual time for the running event loop, which aiolimiter reads (`loop.time()`) and
+    schedules its wake-ups on (`loop.call_at`): time moves only when the test says so."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.now = loop.time()
+
+    def __enter__(self) -> LoopClock:
+        self.loop.time = lambda: self.now  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.loop.time  # the class's real clock again
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on, then let every task that can run do so (timers now due fire)."""
+        self.now += seconds
+        for _ in range(200):  # never idle, so the loop never blocks in select for real time
+            await asyncio.sleep(0)
+
+
+async def test_rate_limiter_holds_requests_beyond_the_burst_until_the_bucket_refills(
+    venue: Any, client_for: Any
+) -> None:
+    """Burst 3, refilled at 2/s: of 5 reads sent at once, 3 go now, the 4th after 0.5 s and
+    the 5th after 1 s; nothing passes early."""
+    venue.on("GET", "/health", {"status": "ok"})
+    http = HttpSettings(rate_limit_per_s=2, rate_limit_burst=3)
+    with LoopClock(asyncio.get_running_loop()) as clock:
+        async with client_for(http=http, with_key=False) as client:
+            reads = [asyncio.create_task(client.health()) for _ in range(5)]
+            sent = []
+            for step in (0.0, 0.45, 0.1, 0.4, 0.1):
+                await clock.advance(step)
+                sent.append(len(venue.requests))
+            await asyncio.gather(*reads)
+    assert sent == [3, 3, 4, 4, 5]  # at t = 0, 0.45, 0.55, 0.95, 1.05 s
 
 
 class FakeClock:
