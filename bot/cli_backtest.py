@@ -128,7 +128,9 @@ def _interval_of_dir(directory: Path) -> str:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise InputError(f"{directory}: no <BASE>-<QUOTE>_<exchange>_<interval>.csv files")
+        raise InputError(
+            f"{directory}: no <BASE>-<QUOTE>_<exchange>_<interval>.csv (or .parquet) files"
+        )
     raise InputError(f"{directory} has {', '.join(found)} candles: pass --interval to pick one")
 
 

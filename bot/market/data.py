@@ -702,17 +702,19 @@ def load_dir(
     exchange: str | None = None,
     allow_gaps: bool = True,
 ) -> dict[str, Candles]:
-    """Load every `<BASE>-<QUOTE>_<exchange>_<interval>.csv` of one interval, keyed by BASE.
+    """Load every `<BASE>-<QUOTE>_<exchange>_<interval>.csv` (or `.parquet`) of one interval,
+    keyed by BASE.
 
     When several exchanges have a file for the same symbol, `exchange` must say which one; a
-    requested symbol without a file is an error listing what is there.
+    requested symbol without a file is an error listing what is there. Parquet needs pyarrow
+    (an optional extra), imported only when a parquet file is read.
     """
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"candle directory not found: {root}")
     interval_ms(interval)
     by_symbol: dict[str, list[tuple[str, Path]]] = {}
-    for p in sorted(root.glob(f"*_{interval}.csv")):
+    for p in sorted([*root.glob(f"*_{interval}.csv"), *root.glob(f"*_{interval}.parquet")]):
         parsed = parse_candle_filename(p)
         if parsed is None or parsed.interval != interval:
             continue
@@ -730,13 +732,20 @@ def load_dir(
     out: dict[str, Candles] = {}
     for sym in wanted:
         files = by_symbol[sym]
-        if len(files) > 1:
-            names = ", ".join(ex for ex, _ in files)
+        exchanges = sorted({ex for ex, _ in files})
+        if len(exchanges) > 1:
             raise ValueError(
-                f"{sym} {interval} has files from several exchanges ({names}) in {root}; "
-                "pick one (backtest: --exchange; sim: --csv-exchange)"
+                f"{sym} {interval} has files from several exchanges ({', '.join(exchanges)}) "
+                f"in {root}; pick one (backtest: --exchange; sim: --csv-exchange)"
             )
-        out[sym] = load_csv(files[0][1], symbol=sym, interval=interval, allow_gaps=allow_gaps)
+        if len(files) > 1:
+            raise ValueError(
+                f"{sym} {interval} is in both {' and '.join(p.name for _, p in files)} in "
+                f"{root}; keep one of them"
+            )
+        path = files[0][1]
+        load = load_parquet if path.suffix == ".parquet" else load_csv
+        out[sym] = load(path, symbol=sym, interval=interval, allow_gaps=allow_gaps)
     return out
 
 

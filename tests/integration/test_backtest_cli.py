@@ -30,8 +30,10 @@ def _entry() -> list[str]:
     return ["-m", "bot"] if "backtest" in names else ["-m", "bot.cli_backtest"]
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALURA_BOT_")}
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ALURA_BOT_")}, **(env or {})}
     env.update({"COLUMNS": "140", "XDG_CONFIG_HOME": str(cwd / "xdg")})
     return subprocess.run(
         [sys.executable, *_entry(), *args],
@@ -237,6 +239,65 @@ def test_gaps_are_reported_and_tolerated_unless_refused(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "line 22: gap: 3 missing 1h candles" in refused.stderr
     check = cli("data", "check", str(path), cwd=tmp_path)
     assert check.returncode == 0 and "gaps  1 (3 missing candles" in check.stdout
+
+
+def _synth(tmp_path: Path, name: str) -> Path:
+    out = cli(
+        "data", "synth", "--out", str(tmp_path / name), "--seed", "4", "--days", "60",
+        "--assets", "BTC,DOGE", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return tmp_path / name
+
+
+def test_a_directory_of_parquet_files_backtests_like_the_same_csv_files(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow", reason="parquet candles need the optional pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from bot.market.data import COLUMNS, load_csv
+
+    csv_dir = _synth(tmp_path, "csv")
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for path in csv_dir.iterdir():
+        c = load_csv(path)
+        table = pa.table(
+            dict(zip(COLUMNS, (c.ts, c.open, c.high, c.low, c.close, c.volume), strict=True))
+        )
+        pq.write_table(table, pq_dir / path.with_suffix(".parquet").name)
+    runs = [
+        cli("backtest", *CANONICAL, "--data", str(d), "--json", cwd=tmp_path)
+        for d in (csv_dir, pq_dir)
+    ]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    from_csv, from_parquet = (json.loads(r.stdout) for r in runs)
+    assert from_parquet["assets"] == ["BTC", "DOGE"]
+    assert from_parquet["trade"]["trades"] > 0
+    assert from_parquet["trade"] == from_csv["trade"]
+    assert from_parquet["final_equity"] == from_csv["final_equity"]
+
+
+def test_a_parquet_directory_without_pyarrow_says_how_to_install_it(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "pyarrow"
+    shadow.mkdir(parents=True)  # an importable pyarrow that is not there, as on a bare install
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pyarrow'\", name='pyarrow')\n"
+    )
+    data = tmp_path / "pq"
+    data.mkdir()
+    (data / "BTC-USDC_x_1h.parquet").write_bytes(b"PAR1")
+    path = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+    out = cli("backtest", *CANONICAL, "--data", str(data), cwd=tmp_path, env={"PYTHONPATH": path})
+    assert out.returncode == 2, out.stdout
+    assert "needs pyarrow" in out.stderr and "pip install pyarrow" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_directory_with_one_symbol_in_two_formats_is_refused(tmp_path: Path) -> None:
+    data = _synth(tmp_path, "m")
+    (data / "BTC-USDC_synthetic_1h.parquet").write_bytes(b"PAR1")
+    out = cli("backtest", *CANONICAL, "--data", str(data), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "BTC-USDC_synthetic_1h.csv and BTC-USDC_synthetic_1h.parquet" in out.stderr
 
 
 @pytest.mark.parametrize(
