@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from bot import __version__
 from bot.api.alura import AluraClient
-from bot.api.errors import ApiError
+from bot.api.errors import ApiError, Unauthorized
 from bot.api.sim_control import venue_clock
 from bot.api.transport import RequestHook, RequestRecord
 from bot.domain import INTERVAL_SECONDS
@@ -245,6 +245,8 @@ class Daemon:
                 )
                 self.authenticated = True
             except ApiError as exc:
+                if isinstance(exc, Unauthorized):  # the venue refuses our login: not ready
+                    self.authenticated = False
                 if raise_errors:
                     raise
                 log.warning("reconcile (%s) failed: %s", why, exc)
@@ -288,7 +290,7 @@ class Daemon:
         for row in p.journal.open_sessions():
             if row.mode == "paper" and row.id not in executor.sessions:
                 p.journal.close_session(row.id, now, Decimal(0), Decimal(0))
-        self.authenticated = True
+        self.authenticated = True  # paper mode never logs in: its book is ready once reconciled
 
     async def tick(self, interval: str) -> None:
         assert self.parts is not None

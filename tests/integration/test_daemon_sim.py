@@ -581,3 +581,23 @@ async def test_after_sigterm_no_new_request_starts_in_the_running_tick(
     assert len(venue_sessions(sim_server)) == 1
     assert len(daemon.parts.journal.intents()) == 1
     assert "shutting down: 1 accepted decision(s) not sent" in report.errors
+
+
+async def test_readiness_drops_while_the_venue_refuses_the_login_and_returns_after(
+    make_daemon: Any, sim_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.api.errors import Unauthorized
+
+    daemon = await make_daemon()
+    daemon.ready = True
+    assert daemon.is_ready() == (True, "no tick yet")
+
+    async def refused(*args: Any, **kw: Any) -> Any:
+        raise Unauthorized("Signature does not match address", status=401)
+
+    with monkeypatch.context() as m:
+        m.setattr("bot.engine.daemon.reconcile", refused)
+        await daemon._reconcile_unlocked("periodic")
+        assert daemon.is_ready() == (False, "not authenticated")
+    await daemon._reconcile_unlocked("periodic")
+    assert daemon.is_ready() == (True, "no tick yet")

@@ -181,8 +181,8 @@ def test_run_notifies_systemd_and_exits_cleanly_on_sigterm(
     config.write_text(
         f'base_url = "{sim_process}"\njournal_path = "{tmp_path / "journal.sqlite"}"\n'
         "metrics_port = 0\n"
-        "[engine]\ntick_offset_s = 0.0\n"
-        '[[strategies]]\nname = "signal_follower"\nparams = {interval = "1m"}\n'
+        '[engine]\ntick_offset_s = 0.0\nclock = "venue"\n'  # the sim's hour lasts a second
+        '[[strategies]]\nname = "signal_follower"\nparams = {interval = "1h"}\n'
     )
     env = {
         **os.environ,
@@ -199,9 +199,18 @@ def test_run_notifies_systemd_and_exits_cleanly_on_sigterm(
     )
     try:
         seen: list[str] = []
-        while not ({"READY=1", "WATCHDOG=1"} <= set(seen)):
+        while not (
+            {"READY=1", "WATCHDOG=1"} <= set(seen)
+            and any(line.startswith("STATUS=last tick") for line in seen)
+        ):
             seen += sock.recv(4096).decode().splitlines()
-        assert any(line.startswith("STATUS=") for line in seen)
+        assert "STATUS=paper mode; reconciled" in seen
+        tick = next(line for line in seen if line.startswith("STATUS=last tick"))
+        assert re.fullmatch(
+            r"STATUS=last tick \d\d:\d\d:\d\d \(1h\); opened \d+, closed \d+, "
+            r"realised -?[\d.]+ USDC",
+            tick,
+        ), tick
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)
@@ -214,6 +223,53 @@ def test_run_notifies_systemd_and_exits_cleanly_on_sigterm(
     output = proc.stdout.read() if proc.stdout else ""
     assert "Traceback" not in output
     assert "42" * 32 not in output
+
+
+def test_ready_waits_for_the_venue_and_follows_once_it_answers(tmp_path: Path) -> None:
+    """Safety: no READY=1 (and so no tick) before the start-up reconcile has succeeded."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free now; nothing listens until the venue starts below
+    notify_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(60)
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'mode = "live"\nbase_url = "http://127.0.0.1:{port}"\n'
+        f'journal_path = "{tmp_path / "journal.sqlite"}"\nmetrics_port = 0\n'
+    )
+    env = _env(
+        tmp_path, NOTIFY_SOCKET=str(notify_path), CREDENTIALS_DIRECTORY=str(credentials(tmp_path))
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "--config", str(config), "--live"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    venue = None
+    try:
+        first = sock.recv(4096).decode().splitlines()
+        assert first == ["STATUS=waiting for the venue: TransportError"], first
+        venue = subprocess.Popen(
+            [sys.executable, "-m", "bot", "sim", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        seen: list[str] = []
+        while "READY=1" not in seen:
+            seen += sock.recv(4096).decode().splitlines()
+        assert "STATUS=live mode; reconciled" in seen
+        assert set(seen) - {"READY=1", "STATUS=live mode; reconciled"} <= {
+            "STATUS=waiting for the venue: TransportError"
+        }
+    finally:
+        for proc in (bot, venue):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+        sock.close()
 
 
 def test_live_flag_without_live_config_is_refused(tmp_path: Path) -> None:
