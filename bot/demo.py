@@ -83,6 +83,8 @@ class DemoState:
     closed: int = 0
     vetoes: int = 0
     errors: int = 0
+    signals: dict[str, Any] = field(default_factory=dict)
+    """The latest 1h signals: kept across the other intervals' ticks so the table never blanks."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,6 @@ def demo_settings(base_url: str, journal: Path, metrics_port: int) -> Settings:
 def render(daemon: Daemon, state: DemoState, started: float, duration: float) -> Group:
     assert daemon.parts is not None
     journal = daemon.parts.journal
-    snap = daemon.parts.engine.last_snapshot
     market_time = datetime.fromtimestamp(daemon.clock.now_ms() / 1000, UTC)
     header = (
         f"[bold]alura-bot demo[/] — market time {market_time:%Y-%m-%d %H:%M} UTC — "
@@ -138,8 +139,8 @@ def render(daemon: Daemon, state: DemoState, started: float, duration: float) ->
     sig = Table(title="signals (1h)", expand=True)
     for col in ("asset", "signal", "strength", "close", "rsi"):
         sig.add_column(col)
-    if snap is not None and snap.interval == "1h":
-        for asset, s in sorted(snap.signals.items()):
+    if state.signals:
+        for asset, s in sorted(state.signals.items()):
             colour = {"BUY": "green", "SELL": "red"}.get(s.signal.value, "dim")
             sig.add_row(
                 asset,
@@ -268,6 +269,9 @@ async def run_demo(
     finished = False
 
     def on_tick(report: TickReport) -> None:
+        snap = daemon.parts.engine.last_snapshot if daemon.parts is not None else None
+        if snap is not None and snap.interval == "1h" and snap.signals:
+            state.signals = dict(snap.signals)
         state.ticks += 1
         state.opened += len(report.opened)
         state.closed += len(report.closed)
@@ -400,7 +404,7 @@ async def linger(seconds: float) -> bool:
 def print_summary(summary: DemoSummary, console: Console) -> None:
     table = Table(title="demo summary", show_header=False)
     table.add_column("what")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # paths wrap, never cut: the reader copies them
     table.add_row("simulated market time", f"{summary.sim_hours:.0f} h")
     table.add_row("ticks", str(summary.ticks))
     table.add_row(
@@ -417,7 +421,9 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
         when = "final values, still served" if summary.linger_s > 0 else "served while it ran"
         table.add_row(f"metrics ({when})", summary.metrics_url)
     console.print(table)
-    console.print(f"[dim]inspect it: alura-bot journal tail --journal {summary.journal}[/]")
+    console.print(
+        f"[dim]inspect it: alura-bot journal tail --journal {summary.journal}[/]", soft_wrap=True
+    )
     if summary.metrics_url and summary.linger_s > 0:
         console.print(
             f"serving the final metrics at {summary.metrics_url} for {summary.linger_s:g} s "

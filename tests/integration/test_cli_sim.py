@@ -212,3 +212,45 @@ def test_status_without_venue_asks_nothing_of_it(
     out = runner.invoke(app, ["status", "--config", str(live_config)])
     assert out.exit_code == 0 and "venue:" not in out.output
     assert len(sim_server.sim.requests.entries) == sent
+
+
+def test_journal_tail_and_sessions_list_show_a_session_opened_by_hand(
+    live_config: Path, tmp_path: Path
+) -> None:
+    import json
+
+    assert open_eth(live_config).exit_code == 0
+    (row,) = Journal.open(tmp_path / "j.sqlite").open_sessions()
+    listed = runner.invoke(
+        app, ["sessions", "list", "--config", str(live_config)], env={"COLUMNS": "200"}
+    )
+    assert listed.exit_code == 0 and row.id in listed.output and "ETH" in listed.output
+    tail = runner.invoke(app, ["journal", "tail", "--journal", str(tmp_path / "j.sqlite")])
+    assert tail.exit_code == 0, tail.output
+    events = [json.loads(line) for line in tail.output.splitlines()]
+    (intent,) = [e for e in events if e["type"] == "intent"]
+    assert intent["kind"] == "open_quick" and intent["asset"] == "ETH"
+    assert intent["state"] == "confirmed"
+
+
+async def test_close_all_pauses_and_the_guarded_daemon_closes_every_session(
+    make_daemon: Any, sim_server: Any, live_config: Path, tmp_path: Path
+) -> None:
+    daemon = await make_daemon(
+        journal=tmp_path / "j.sqlite",
+        strategies=[
+            {"name": "always_long", "assets": ["BTC", "ETH"], "params": {"interval": "1h"}},
+            {"name": "position_guard"},
+        ],
+    )
+    sim_server.sim.clock.advance(3_600_000)
+    await daemon.parts.engine.tick("1h")
+    assert len(daemon.parts.journal.open_sessions()) == 2
+    out = runner.invoke(app, ["close-all", "--config", str(live_config), "--yes"])
+    assert out.exit_code == 0, out.output
+    sim_server.sim.clock.advance(3_600_000)
+    await daemon.parts.engine.tick("1h")
+    assert daemon.parts.journal.open_sessions() == []
+    active = [s for s in sim_server.sim.venue.sessions.values() if s.state.is_active]
+    assert active == []
+    assert daemon.parts.journal.paused

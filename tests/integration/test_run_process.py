@@ -36,6 +36,9 @@ def sim_process() -> Iterator[str]:
 
 
 def test_demo_runs_to_completion(tmp_path: Path) -> None:
+    """The README's first command: sessions open and close, and the summary is the journal's."""
+    from bot.journal import Journal
+
     out = subprocess.run(
         [
             sys.executable,
@@ -43,7 +46,7 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
             "bot",
             "demo",
             "--duration",
-            "6",
+            "8",
             "--no-table",
             "--workdir",
             str(tmp_path),
@@ -54,10 +57,15 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "120"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "demo summary" in out.stdout and "realised PnL" in out.stdout
-    opened = re.search(r"sessions opened / closed / still open\s*│\s*(\d+) / (\d+)", out.stdout)
-    assert opened and int(opened.group(1)) > 0
-    assert (tmp_path / "journal.sqlite").exists()
+    assert "demo summary" in out.stdout
+    counts = re.search(r"sessions opened / closed / still open\s*│\s*(\d+) / (\d+)", out.stdout)
+    pnl = re.search(r"realised PnL\s*│\s*([-+][\d.]+) USDC", out.stdout)
+    assert counts and pnl, out.stdout
+    assert int(counts.group(1)) > 0 and int(counts.group(2)) > 0, out.stdout
+    journal = Journal.open(tmp_path / "journal.sqlite")
+    assert float(pnl.group(1)) == pytest.approx(float(journal.realized_pnl_total()), abs=5e-5)
+    assert len([s for s in journal.sessions() if s.status == "closed"]) == int(counts.group(2))
+    journal.close()
     assert "Traceback" not in out.stderr
 
 
