@@ -7,6 +7,8 @@ whose body cannot be read: the server accepted something, so it may have been ap
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ from bot.api.models import (
     Signal,
     SignalList,
     SymbolList,
+    SymbolListing,
     TokenGrant,
     TradingSession,
 )
@@ -38,6 +41,48 @@ from bot.domain import AssetRegistry
 from bot.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
+
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._:/@-]{0,31}")
+MAX_ASSET_INDEX = 2**31  # Hyperliquid's ids (perps, spot 10000+, builder perps 100000+) fit
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRefresh:
+    """What `refresh_assets` changed: the symbols it learned, the listings it refused because
+    they contradict the table (kept as it was), and how many entries it could not read."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    def summary(self) -> str:
+        """One log line for the operator."""
+        new = ", ".join(f"{s}={i}" for s, i in self.added.items()) or "none"
+        text = f"assets added: {new}"
+        if self.conflicts:
+            text += f"; ignored as contradicting the table: {'; '.join(self.conflicts)}"
+        if self.skipped:
+            text += f"; {self.skipped} unreadable entries skipped"
+        return text
+
+
+def _listed_asset(entry: Any) -> tuple[str, int] | None:
+    """(SYMBOL, index) of one aggregated-symbols entry, or None when it is not safe to use:
+    the index must be a JSON integer (not a bool, a float or a string) within range."""
+    if not isinstance(entry, dict):
+        return None
+    symbol = entry.get("symbol")
+    index = next(
+        (entry[k] for k in ("assetIndex", "asset_index", "index") if entry.get(k) is not None),
+        None,
+    )
+    if not isinstance(symbol, str) or isinstance(index, bool) or not isinstance(index, int):
+        return None
+    key = symbol.strip().upper()
+    if not _SYMBOL.fullmatch(key) or not 0 <= index < MAX_ASSET_INDEX:
+        return None
+    return key, index
 
 
 def _wrap_list(payload: Any, key: str) -> Any:
@@ -339,13 +384,42 @@ class AluraClient:
             envelope="symbols",
         )
 
-    async def refresh_assets(self) -> AssetRegistry:
-        """Extend the asset table from the venue, so new listings need no code change."""
-        listing = await self.aggregated_symbols()
-        self.assets.extend(
-            {s.symbol: s.asset_index for s in listing.symbols if s.asset_index is not None}
+    async def refresh_assets(self) -> AssetRefresh:
+        """Learn new listings from the venue, so a new asset needs no code change.
+
+        Safe to call at every start and again later: it only ever adds symbols that are new
+        under an index that is new too. A listing that contradicts the table (a known symbol
+        under another index, or a known index under another symbol) is reported and ignored,
+        because a wrong index would send money to the wrong market; entries without a usable
+        symbol or index are skipped. Venue failures raise `ApiError` with the table untouched.
+        """
+        listing = await self._call(
+            SymbolListing,
+            "GET",
+            "/api/indicators/candles/aggregated/symbols",
+            auth=False,
+            envelope="symbols",
         )
-        return self.assets
+        added: dict[str, int] = {}
+        conflicts: list[str] = []
+        skipped = 0
+        for entry in listing.symbols:
+            listed = _listed_asset(entry)
+            if listed is None:
+                skipped += 1
+                continue
+            symbol, index = listed
+            if symbol in self.assets.symbols():
+                known = self.assets.by_symbol(symbol).index
+                if known != index:
+                    conflicts.append(f"{symbol} listed as {index}, known as {known}")
+            elif self.assets.knows_index(index):
+                owner = self.assets.by_index(index).symbol
+                conflicts.append(f"{symbol} listed as {index}, which is {owner}")
+            else:
+                self.assets.extend({symbol: index})
+                added[symbol] = index
+        return AssetRefresh(added, conflicts, skipped)
 
     async def signal(self, symbol: str, interval: str) -> Signal:
         return await self._call(

@@ -182,6 +182,15 @@ async def test_indicator_endpoints(sim_client: AluraClient) -> None:
         await sim_client.signals_all("7m")
 
 
+async def test_refresh_assets_agrees_with_the_simulator(sim_client: AluraClient) -> None:
+    """What the daemon would do at start: the venue's listing matches the table, twice over."""
+    before = {s: sim_client.assets.by_symbol(s).index for s in sim_client.assets.symbols()}
+    for _ in range(2):
+        result = await sim_client.refresh_assets()
+        assert (result.added, result.conflicts, result.skipped) == ({}, [], 0)
+    assert {s: sim_client.assets.by_symbol(s).index for s in sim_client.assets.symbols()} == before
+
+
 async def test_candles_never_include_an_unclosed_candle(
     sim_client: AluraClient, sim_server: Any
 ) -> None:
