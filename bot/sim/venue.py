@@ -484,6 +484,9 @@ class TradingVenue:
     def close_signature(
         self, wallet: Wallet, position_id: str, now_ms: int, signer: Any
     ) -> dict[str, Any]:
+        """A signed reduce-only close for the frontend to submit. The session is processed up
+        to now first, so a position TP/SL has already closed is 404, never signed."""
+        self.process(now_ms)
         s, i = self._position_index(wallet, position_id)
         p = s.state.positions[i]
         payload = {

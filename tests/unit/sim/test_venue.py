@@ -195,3 +195,22 @@ def test_quick_validation_accepts_exactly_the_documented_range(
     else:
         assert ok
         assert wallet.balance == Decimal(1000) - budget
+
+
+def _sign(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"signature": "0xsigned", "signer": "0xagent"}
+
+
+def test_close_signature_refuses_a_position_take_profit_already_closed() -> None:
+    """The session is processed before signing: a close for a position the market has already
+    closed (TP in the second bar) is 404, not a signed reduce-only order for nothing."""
+    bars = [(100.0, 100.5, 99.8, 100.2), (100.2, 102.5, 100.1, 102.0), *FLAT]
+    venue, wallet = venue_with(bars)
+    venue.create_quick(wallet, QUICK, T0 - 1)
+    pid = venue.current_trade(wallet, T0 + MIN)["trades"][0]["positions"][0]["id"]
+    assert venue.close_signature(wallet, pid, T0 + MIN, _sign)["payload"]["positionId"] == pid
+    with pytest.raises(VenueError) as info:
+        venue.close_signature(wallet, pid, T0 + 3 * MIN, _sign)
+    assert info.value.status == 404
+    logs = venue.sessions[pid.rpartition("-p")[0]].logs
+    assert any(e.get("reason") == "take_profit" and e.get("positionId") == pid for e in logs)
