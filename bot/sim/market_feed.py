@@ -44,6 +44,9 @@ EXTEND_MARGIN_MS = DAY_MS
 # Base rows kept behind the asked time beyond `history_days`.
 KEEP_SLACK_MS = 7 * DAY_MS
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+VOLUME_DECIMALS = 8
+"""Aggregated volumes are rounded to this many decimals: a sum of base volumes carries float
+noise (27622.324220000002) that no venue shows; base volumes have fewer decimals than this."""
 
 Extender = Callable[[int], dict[str, Candles]]
 """Given a time, the candles of every symbol that continue the base from its end to that time."""
@@ -83,6 +86,23 @@ def _last(candles: Candles, n: int) -> Candles:
     """The last `n` rows, copied so they do not keep the larger arrays alive."""
     part = candles.tail(n)
     return Candles(part.symbol, part.interval, *(np.array(getattr(part, f)) for f in _COLUMNS))
+
+
+def _aggregate(candles: Candles, interval: str) -> Candles:
+    """`candles` at `interval` (itself when it is theirs), aggregated volumes rounded."""
+    if candles.interval == interval:
+        return candles
+    agg = resample(candles, interval)
+    return Candles(
+        agg.symbol,
+        agg.interval,
+        agg.ts,
+        agg.open,
+        agg.high,
+        agg.low,
+        agg.close,
+        np.round(agg.volume, VOLUME_DECIMALS),
+    )
 
 
 def _closed(candles: Candles, now_ms: int) -> int:
@@ -198,8 +218,7 @@ class MarketFeed:
                 found = snap.series.get(key)
                 if found is None:
                     candles = snap.base[symbol]
-                    agg = candles if candles.interval == interval else resample(candles, interval)
-                    agg = _join(snap.older.get(key), agg)
+                    agg = _join(snap.older.get(key), _aggregate(candles, interval))
                     found = snap.series[key] = _Interval(agg, compute_signal_series(agg))
         return found
 
@@ -234,7 +253,7 @@ class MarketFeed:
                 dropped = candles[:k]
                 for interval in self.intervals:
                     key = (symbol, interval)
-                    agg = dropped if interval == dropped.interval else resample(dropped, interval)
+                    agg = _aggregate(dropped, interval)
                     older[key] = _last(_join(older.get(key), agg), KEPT_BARS)
             base[symbol] = _join(candles[k:], more)
         return _Snapshot(base, older)

@@ -175,3 +175,21 @@ def test_readers_on_several_threads_see_one_market(long_feed: MarketFeed) -> Non
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize("interval", ["5m", "1h", "1d"])
+def test_aggregated_volume_is_the_exact_sum_without_float_noise(
+    long_feed: MarketFeed, interval: str
+) -> None:
+    """An aggregated candle's volume reads as the decimal sum of its base volumes (never as
+    27622.324220000002)."""
+    from decimal import Decimal
+
+    now = START + 3 * DAY
+    rows = long_feed.candles_json("BTC", interval, now, 30, None, None)["candles"]
+    base = long_feed.base["BTC"]
+    step = rows[1]["time"] - rows[0]["time"]
+    for row in rows:
+        inside = (base.ts >= row["time"]) & (base.ts < row["time"] + step)
+        exact = sum((Decimal(repr(v)) for v in base.volume[inside].tolist()), Decimal(0))
+        assert Decimal(repr(row["volume"])) == exact, (interval, row)
