@@ -108,6 +108,15 @@ def _start(value: str) -> str:
     return value
 
 
+CLOSE_STATUSES = {"cancelled": 4, "4": 4, "early-closed": 6, "6": 6}
+
+
+def _close_status(value: str) -> str:
+    if value.lower() not in CLOSE_STATUSES:
+        raise typer.BadParameter(f"{value!r} is not one of cancelled (4), early-closed (6)")
+    return value.lower()
+
+
 def sim(
     host: Annotated[
         str, typer.Option(help="Address to bind; keep loopback unless you mean it.")
@@ -132,7 +141,8 @@ def sim(
         str,
         typer.Option(
             help="With csv:DIR, which files to replay (their interval); coarser intervals are "
-            "aggregated from them.",
+            "aggregated from them, finer ones cannot be served (at 5m, candles of 1m answer "
+            "400): use 1m files for 1m candles.",
             callback=lambda value: _interval(value),
         ),
     ] = "5m",
@@ -206,6 +216,14 @@ def sim(
             "service does not check; --no-owner-check mimics it)."
         ),
     ] = True,
+    close_status: Annotated[
+        str,
+        typer.Option(
+            help="Positions API: the status a close gives: 'cancelled' (4, what the live "
+            "service does) or 'early-closed' (6, the documented value for closing early).",
+            callback=_close_status,
+        ),
+    ] = "cancelled",
 ) -> None:
     """Run the venue simulator: the Alura API and the user positions API on one HTTP server."""
     from bot.market.data import CandleDataError
@@ -229,6 +247,8 @@ def sim(
             state=state,
             faults=faults,
             owner_check=owner_check,
+            close_status=CLOSE_STATUSES[close_status],
+            example_market=True,
         )
         serve(opts)
     except (ValueError, CandleDataError, FaultConfigError, OSError) as exc:

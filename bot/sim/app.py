@@ -22,12 +22,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot import __version__, safe_json
+from bot.domain import INTERVAL_SECONDS
 from bot.sim.accounts import Accounts, AuthFailed, Wallet, normalise_address
 from bot.sim.clock import SimClock, ms_to_iso
 from bot.sim.faults import FaultConfigError, FaultMiddleware, FaultProfile
 from bot.sim.market_feed import MarketFeed
 from bot.sim.openapi import openapi_route
-from bot.sim.positions_api import positions_routes
+from bot.sim.positions_api import market_wire, positions_routes
 from bot.sim.positions_venue import PositionsVenue
 from bot.sim.venue import TradingVenue, VenueError
 
@@ -187,15 +188,15 @@ def build_app(sim: Simulator) -> Starlette:
         body = await body_of(request)
         try:
             return sim.accounts.challenge(body.get("address"))
-        except ValueError as exc:
-            raise VenueError(400, [f"address {exc}"]) from None
+        except ValueError as exc:  # the message names the field: "address must be ..."
+            raise VenueError(400, [str(exc)]) from None
 
     async def verify(request: Request) -> Any:
         body = await body_of(request)
         try:
             normalise_address(body.get("address"))
         except ValueError as exc:
-            raise VenueError(400, [f"address {exc}"]) from None
+            raise VenueError(400, [str(exc)]) from None
         grant = sim.accounts.verify(body.get("address"), body.get("signature"), now_ms=sim.now_ms)
         code = body.get("referralCode")
         wallet = sim.accounts.wallet(body["address"])
@@ -276,9 +277,10 @@ def build_app(sim: Simulator) -> Starlette:
         return sim.venue.close_trade(wallet, request.path_params["trade_id"], sim.now_ms)
 
     async def trigger_cron(_: Request, __: Wallet) -> Any:
-        fills = sim.venue.process(sim.now_ms)
-        sim.positions.settle(sim.now_ms)
-        return {"ok": True, "processedAt": ms_to_iso(sim.now_ms), "fills": fills}
+        now = sim.now_ms
+        fills = sim.venue.process(now)
+        sim.positions.settle(now)
+        return {"ok": True, "processedAt": ms_to_iso(now), "fills": fills}
 
     # -- user ------------------------------------------------------------------------------
 
@@ -355,7 +357,7 @@ def build_app(sim: Simulator) -> Starlette:
         try:
             dest = sim.accounts.wallet(str(body.get("destination")), now_ms=sim.now_ms)
         except ValueError as exc:
-            raise VenueError(400, [f"destination {exc}"]) from None
+            raise VenueError(400, [str(exc).replace("address", "destination", 1)]) from None
         debit(wallet, amount)
         dest.balance += amount
         return {
@@ -405,7 +407,18 @@ def build_app(sim: Simulator) -> Starlette:
 
     def interval_of(value: str) -> str:
         if value not in sim.feed.intervals:
-            raise VenueError(400, [f"interval must be one of: {', '.join(sim.feed.intervals)}"])
+            available = ", ".join(sim.feed.intervals)
+            secs = INTERVAL_SECONDS.get(value)
+            if secs is not None and secs * 1000 < sim.feed.base_interval_ms:
+                raise VenueError(
+                    400,
+                    [
+                        f"interval {value} is finer than the market's {sim.feed.intervals[0]} "
+                        f"base candles (a CSV replay serves its files' interval and coarser; "
+                        f"replay {value} files for {value} candles); available: {available}"
+                    ],
+                )
+            raise VenueError(400, [f"interval must be one of: {available}"])
         return value
 
     def limit_of(request: Request, default: int = 200) -> int:
@@ -424,7 +437,8 @@ def build_app(sim: Simulator) -> Starlette:
             if s not in sim.feed.symbols:
                 raise VenueError(404, f"Unknown symbol {s}")
         interval = interval_of(request.query_params.get("interval", sim.feed.intervals[0]))
-        return {s: sim.feed.latest_json(s, interval, sim.now_ms) for s in symbols}
+        now = sim.now_ms  # one moment for every symbol of the answer
+        return {s: sim.feed.latest_json(s, interval, now) for s in symbols}
 
     async def candles_history(request: Request) -> Any:
         symbol = symbol_of(request)
@@ -463,10 +477,11 @@ def build_app(sim: Simulator) -> Starlette:
 
     async def signals_all(request: Request) -> Any:
         interval = interval_of(request.path_params["interval"])
+        now = sim.now_ms  # one moment for the answer and every item in it
         return {
             "interval": interval,
-            "time": ms_to_iso(sim.now_ms),
-            "signals": [sim.feed.signal_json(s, interval, sim.now_ms) for s in sim.feed.symbols],
+            "time": ms_to_iso(now),
+            "signals": [sim.feed.signal_json(s, interval, now) for s in sim.feed.symbols],
         }
 
     # -- leaderboard, referrals, usdc ------------------------------------------------------
@@ -512,14 +527,15 @@ def build_app(sim: Simulator) -> Starlette:
         raise VenueError(404, "User not found on the leaderboard")
 
     async def lb_analytics(_: Request) -> Any:
-        sim.venue.process(sim.now_ms)
+        now = sim.now_ms
+        sim.venue.process(now)
         by_asset: dict[str, dict[str, float]] = {}
         for s in sim.venue.sessions.values():
             row = by_asset.setdefault(s.asset, {"sessions": 0, "realizedPnl": 0.0, "fees": 0.0})
             row["sessions"] += 1
             row["realizedPnl"] = round(row["realizedPnl"] + s.state.net_realised, 6)
             row["fees"] = round(row["fees"] + s.state.fees_paid, 6)
-        return {"byAsset": by_asset, "time": ms_to_iso(sim.now_ms)}
+        return {"byAsset": by_asset, "time": ms_to_iso(now)}
 
     async def ok_health(_: Request) -> Any:
         return {"status": "ok"}
@@ -602,11 +618,12 @@ def build_app(sim: Simulator) -> Starlette:
         return public(inner)
 
     async def ctl_state(_: Request) -> Any:
-        sim.venue.process(sim.now_ms)
+        now = sim.now_ms
+        sim.venue.process(now)
         return {
             "version": __version__,
-            "time": ms_to_iso(sim.now_ms),
-            "clockMs": sim.now_ms,
+            "time": ms_to_iso(now),
+            "clockMs": now,
             "speed": sim.clock.speed,
             "wallets": {
                 w.address: {
@@ -617,7 +634,7 @@ def build_app(sim: Simulator) -> Starlette:
                 for w in sim.accounts.wallets.values()
             },
             "sessions": [
-                sim.venue.session_json(s, sim.now_ms) | {"wallet": s.wallet}
+                sim.venue.session_json(s, now) | {"wallet": s.wallet}
                 for s in sim.venue.sessions.values()
             ],
             "faults": sim.faults.to_json(),
@@ -642,9 +659,10 @@ def build_app(sim: Simulator) -> Starlette:
                 sim.clock.set(clock_ms(body, "set_ms", 0))
             if "paused" in body:
                 (sim.clock.pause if body["paused"] else sim.clock.resume)()
+        now = sim.now_ms
         return {
-            "clockMs": sim.now_ms,
-            "time": ms_to_iso(sim.now_ms),
+            "clockMs": now,
+            "time": ms_to_iso(now),
             "speed": sim.clock.speed,
             "paused": sim.clock.paused,
         }
@@ -674,6 +692,18 @@ def build_app(sim: Simulator) -> Starlette:
         except ValueError:
             raise VenueError(400, ["since must be a number (wall-clock seconds)"]) from None
         return {"requests": [e for e in sim.requests.entries if e["t"] >= since]}
+
+    async def ctl_markets(request: Request) -> Any:
+        """The positions service's markets: how a user finds one to bet on (`?open=true`: only
+        those taking bets now)."""
+        now = sim.now_ms
+        only_open = request.query_params.get("open", "").lower() in ("1", "true", "yes")
+        rows = [market_wire(m, now) for m in sim.positions.markets(now)]
+        sim.positions_touched()
+        return {
+            "time": ms_to_iso(now),
+            "markets": [r for r in rows if r["open"] or not only_open],
+        }
 
     async def ctl_expire(_: Request) -> Any:
         sim.accounts.expire_all_tokens()
@@ -734,6 +764,7 @@ def build_app(sim: Simulator) -> Starlette:
         Route("/__sim/fund", loopback(ctl_fund), methods=P),
         Route("/__sim/requests", loopback(ctl_requests), methods=G),
         Route("/__sim/expire-tokens", loopback(ctl_expire), methods=P),
+        Route("/__sim/markets", loopback(ctl_markets), methods=G),
         *map(saving, positions_routes(sim.positions)),
     ]
     routes.append(openapi_route(routes))  # GET /openapi.json, built from this table
@@ -786,7 +817,18 @@ class RequestLogMiddleware:
 
 def asgi(sim: Simulator) -> ASGIApp:
     """The full server stack: request log -> faults -> routes."""
+
+    def authenticated(header: str | None) -> bool:
+        try:
+            sim.accounts.authenticate(header)
+        except AuthFailed:
+            return False
+        return True
+
     faulted = FaultMiddleware(
-        build_app(sim), lambda: sim.faults, on_token_expiry=sim.accounts.expire_all_tokens
+        build_app(sim),
+        lambda: sim.faults,
+        on_token_expiry=sim.accounts.expire_all_tokens,
+        authenticated=authenticated,
     )
     return RequestLogMiddleware(faulted, sim.requests)

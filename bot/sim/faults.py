@@ -4,12 +4,19 @@ Rules match a request by method and path pattern and fire with a probability (or
 match). Kinds: 429 with Retry-After, a 5xx, added latency, a dropped connection (nothing applied),
 a lost response (applied, then the connection is cut: the case that makes naive bots open a
 session twice), token expiry, and Hyperliquid's `Builder fee approval failed … 429`.
+
+An injected error answers in the error shape of the layer it hits: `{statusCode, message}` on the
+Alura API, the documented `{ok: false, error}` on the user-positions API (`/api/v1/*` backend and
+the proxy's `/api/positions*`, `/api/users/stats`, `/api/bets`). A builder-fee failure happens
+while the backend processes an authenticated request, so it fires only on requests that carry a
+valid token (an unauthenticated one gets the real 401); 429, latency and cuts come before auth.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import http
 import json
 import logging
 import random
@@ -29,6 +36,18 @@ FaultKind = Literal[
 ]
 KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 BUILDER_FEE_MESSAGE = "Builder fee approval failed: HTTP request failed (status 429)"
+POSITIONS_PATHS = (
+    "/api/v1/*",
+    "/api/positions",
+    "/api/positions/*",
+    "/api/users/stats",
+    "/api/bets",
+)
+"""Paths of the user-positions service (both layers); everything else is the Alura API."""
+
+
+def is_positions_path(path: str) -> bool:
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in POSITIONS_PATHS)
 
 
 class FaultConfigError(ValueError):
@@ -114,13 +133,25 @@ class FaultProfile:
             "fired": dict(self.fired),
         }
 
-    def pick(self, method: str, path: str) -> list[FaultRule]:
-        """Rules that fire for this request; deterministic for a given seed and request order."""
+    def pick(
+        self, method: str, path: str, *, authenticated: Callable[[], bool] | None = None
+    ) -> list[FaultRule]:
+        """Rules that fire for this request; deterministic for a given seed and request order.
+
+        `authenticated` (asked at most once, only when a builder-fee rule matches) says whether
+        the request carries a valid token: builder-fee rules neither count nor fire without one.
+        """
         chosen = []
+        authed: bool | None = None
         with self._lock:
             for i, rule in enumerate(self.rules):
                 if not rule.matches(method, path):
                     continue
+                if rule.kind == "builder_fee" and authenticated is not None:
+                    if authed is None:
+                        authed = authenticated()
+                    if not authed:
+                        continue
                 self._seen[i] += 1
                 if rule.every:
                     hit = self._seen[i] % rule.every == 0
@@ -192,7 +223,11 @@ def quiet_expected_disconnects() -> None:
 
 
 class FaultMiddleware:
-    """Applies the profile's rules in front of the app; control paths (`/__sim/*`) are exempt."""
+    """Applies the profile's rules in front of the app; control paths (`/__sim/*`) are exempt.
+
+    `authenticated(authorization_header)` tells whether a request carries a valid token (for
+    builder-fee rules); without it every request counts as authenticated.
+    """
 
     def __init__(
         self,
@@ -201,17 +236,31 @@ class FaultMiddleware:
         *,
         on_token_expiry: Callable[[], None],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        authenticated: Callable[[str | None], bool] | None = None,
     ) -> None:
         self.app = app
         self.profile = profile
         self.on_token_expiry = on_token_expiry
         self.sleep = sleep
+        self.authenticated = authenticated
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/__sim"):
             await self.app(scope, receive, send)
             return
-        rules = self.profile().pick(scope["method"], scope["path"])
+        check = self.authenticated
+        authed = None
+        if check is not None:
+
+            def authed() -> bool:
+                header = next(
+                    (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"),
+                    None,
+                )
+                return check(header)
+
+        rules = self.profile().pick(scope["method"], scope["path"], authenticated=authed)
+        positions = is_positions_path(scope["path"])
         lose_response = False
         for rule in rules:
             if rule.kind == "latency":
@@ -222,17 +271,22 @@ class FaultMiddleware:
                 await _json(
                     send,
                     429,
-                    {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"},
+                    {"ok": False, "error": "Too Many Requests"}
+                    if positions
+                    else {"statusCode": 429, "message": "ThrottlerException: Too Many Requests"},
                     [(b"retry-after", rule.retry_after.encode())],
                 )
                 return
             elif rule.kind == "status":
-                await _json(
-                    send, rule.status, {"statusCode": rule.status, "message": "Backend error"}
-                )
+                await _json(send, rule.status, _status_body(rule.status, positions=positions))
                 return
             elif rule.kind == "builder_fee":
-                await _json(send, 400, {"statusCode": 400, "message": BUILDER_FEE_MESSAGE})
+                body = (
+                    {"ok": False, "error": BUILDER_FEE_MESSAGE}
+                    if positions
+                    else {"statusCode": 400, "message": BUILDER_FEE_MESSAGE, "error": "Bad Request"}
+                )
+                await _json(send, 400, body)
                 return
             elif rule.kind == "drop":
                 await _cut(send)
@@ -247,3 +301,18 @@ class FaultMiddleware:
                 await _cut(send)
 
         await self.app(scope, receive, swallow)
+
+
+def _status_body(status: int, *, positions: bool) -> dict[str, Any]:
+    """An injected error status in the layer's shape; 5xx is the documented `Backend error`."""
+    if not positions:
+        return {"statusCode": status, "message": "Backend error"}
+    if status >= 500:
+        return {"ok": False, "error": "Backend error"}
+    if status == 404:
+        return {"ok": False, "error": "Not found"}
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"ok": False, "error": phrase}

@@ -29,9 +29,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot import safe_json
+from bot.sim.clock import ms_to_iso
 from bot.sim.positions_venue import (
+    NEVER_MS,
     Conflict,
     InvalidArgs,
+    Market,
+    MarketStatus,
     NotFound,
     NotOwner,
     Position,
@@ -45,7 +49,7 @@ from bot.sim.positions_venue import (
     require_int,
 )
 
-__all__ = ["normalise_numeric", "position_wire", "positions_routes", "stats_wire"]
+__all__ = ["market_wire", "normalise_numeric", "position_wire", "positions_routes", "stats_wire"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,35 @@ def position_wire(p: Position, *, proxy: bool) -> dict[str, object]:
             "status": p.market.status,
         }
     return out
+
+
+def market_wire(m: Market, now_ms: int) -> dict[str, object]:
+    """A market as `/__sim/markets` lists it (the service itself has no market listing): what a
+    user needs to place a bet (address or fixture id, teams, odds) and when it stops taking them.
+
+    ``open`` says whether a bet placed now is accepted (else MARKET_NOT_OPEN); times of a market
+    that never starts (the documents' example market) are null.
+    """
+
+    def when(ms: int) -> str | None:
+        return None if ms >= NEVER_MS else ms_to_iso(ms)
+
+    return {
+        "id": m.id,
+        "fixture_id": m.fixture_id,
+        "address": m.address,
+        "home_team": m.home_team,
+        "away_team": m.away_team,
+        "status": m.status,
+        "status_name": MarketStatus(m.status).name.lower(),
+        "open": m.status in (MarketStatus.OPEN, MarketStatus.LIVE) and now_ms < m.settles_at_ms,
+        "multiplier_bps": m.multiplier_bps,
+        "odds_home_bps": m.odds_home_bps,
+        "odds_away_bps": m.odds_away_bps,
+        "starts_at": when(m.starts_at_ms),
+        "settles_at": when(m.settles_at_ms),
+        "winner": m.winner,
+    }
 
 
 def stats_wire(s: WalletStats) -> dict[str, object]:

@@ -29,6 +29,10 @@ Choices the contract leaves open, fixed here and relied on by tests:
   (weighted by the market odds), void (market status 3, ``winner`` None; positions refunded, 5,
   pnl 0) or cancelled (market 4; positions 4, stake back, fee kept: pnl ``-fee_paid``). Won
   positions: ``pnl = payout - amount - fee``; lost: ``-amount - fee``.
+* **The documents' example market** (``example_market=True``, which `alura-bot sim` sets): market
+  id 0 at address ``MarketXYZ123`` (teams A and B, multiplier 12000, odds 10500/9500, as in the
+  user-positions document), always open and never settled, so the document's curl examples work
+  as written and a position on it stays open until closed. Its times are ``NEVER_MS``.
 * **Wallets** exist once they have placed a position (or were seeded); unknown ones are NotFound.
   Addresses are not validated (the real service does not) unless ``strict_wallets=True``.
 """
@@ -55,9 +59,11 @@ __all__ = [
     "CLOSE_STATUSES",
     "DEFAULT_FEE_BPS",
     "DEFAULT_LIMIT",
+    "EXAMPLE_MARKET_ADDRESS",
     "HORIZON_MS",
     "I64_MAX",
     "MAX_LIMIT",
+    "NEVER_MS",
     "RETAIN_MS",
     "AuditRow",
     "Conflict",
@@ -90,6 +96,9 @@ DEFAULT_FEE_BPS = 40  # 0.4 %: the document's example (2_000_000 fee on 500_000_
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 I64_MAX = 2**63 - 1  # amounts live in BIGINT columns on the real backend
+NEVER_MS = I64_MAX  # start and settlement time of a market that never starts (the example one)
+EXAMPLE_MARKET_ID = 0  # outside the generated ids (1, 2, ...), so it never shifts them
+EXAMPLE_MARKET_ADDRESS = "MarketXYZ123"  # the user-positions document's example address
 FIRST_POSITION_ID = 1001
 STATE_FORMAT = 1
 
@@ -388,6 +397,23 @@ _TEAMS = (
 )  # fmt: skip
 
 
+def _example_market() -> Market:
+    """The documents' example market: open for bets forever (see the module docstring)."""
+    return Market(
+        id=EXAMPLE_MARKET_ID,
+        fixture_id=str(EXAMPLE_MARKET_ID),
+        address=EXAMPLE_MARKET_ADDRESS,
+        home_team="A",
+        away_team="B",
+        status=int(MarketStatus.OPEN),
+        multiplier_bps=12_000,
+        odds_home_bps=10_500,
+        odds_away_bps=9_500,
+        starts_at_ms=NEVER_MS,
+        settles_at_ms=NEVER_MS,
+    )
+
+
 # --------------------------------------------------------------------------- the venue
 
 
@@ -412,6 +438,7 @@ class PositionsVenue:
         strict_wallets: bool = False,
         n_markets: int = 12,
         n_past_markets: int = 6,
+        example_market: bool = False,
     ) -> None:
         if not 0 <= fee_bps <= BPS:
             raise ValueError(f"fee_bps must be within 0..{BPS}")
@@ -439,6 +466,8 @@ class PositionsVenue:
         self._slot_ms, self._per_slot = _slot_shape(n_markets)
         self._generate_markets(n_markets, n_past_markets)
         self._next_market_id = len(self._markets) + 1
+        if example_market:
+            self._add_market(_example_market())
         self._next_slot = -(-(self.clock.now_ms() + HORIZON_MS) // self._slot_ms)
         self._settle_locked(self.clock.now_ms())
 
@@ -523,10 +552,10 @@ class PositionsVenue:
         self._by_address[market.address] = market
         self._revision += 1
 
-    def markets(self) -> list[Market]:
-        """All markets by id (copies)."""
+    def markets(self, now_ms: int | None = None) -> list[Market]:
+        """All markets (copies) as of `now_ms` (default: the clock), in the order they were made."""
         with self._lock:
-            self._maybe_settle()
+            self._maybe_settle(now_ms)
             return [copy.copy(m) for m in self._markets.values()]
 
     def market(self, key: str | int) -> Market:
@@ -883,7 +912,8 @@ class PositionsVenue:
             live = [
                 m
                 for m in self._markets.values()
-                if m.status in (MarketStatus.OPEN, MarketStatus.LIVE) and now < m.settles_at_ms
+                if m.status in (MarketStatus.OPEN, MarketStatus.LIVE)
+                and now < m.settles_at_ms < NEVER_MS
             ]
             plans: list[tuple[int, Market, bool]] = []
             for _ in range(n):

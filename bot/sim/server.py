@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from bot.sim.app import Simulator, agent_key_for, asgi
 from bot.sim.clock import SimClock, ms_to_iso
 from bot.sim.faults import FaultProfile, quiet_expected_disconnects
 from bot.sim.market_feed import MarketFeed
+from bot.sim.positions_api import market_wire
 from bot.sim.positions_venue import PositionsVenue
 from bot.sim.venue import TradingVenue
 
@@ -48,6 +50,10 @@ class SimOptions:
     state: Path | None = None
     faults: Path | None = None
     owner_check: bool = True
+    close_status: int = 4
+    """Status a positions close gives: 4 cancelled (as the live service does) or 6 early-closed."""
+    example_market: bool = False
+    """Add the positions document's example market `MarketXYZ123` (`alura-bot sim` does)."""
 
 
 def parse_start(text: str) -> int:
@@ -140,7 +146,13 @@ def build_simulator(
     venue = TradingVenue(
         feed, accounts, fees=sm.FeeSchedule(builder=opts.builder_fee), seed=opts.seed
     )
-    positions = PositionsVenue(clock, opts.seed, owner_check=opts.owner_check)
+    positions = PositionsVenue(
+        clock,
+        opts.seed,
+        owner_check=opts.owner_check,
+        close_status=opts.close_status,
+        example_market=opts.example_market,
+    )
     faults = (
         FaultProfile.from_toml(opts.faults, default_seed=opts.seed)
         if opts.faults
@@ -160,6 +172,9 @@ def build_simulator(
         saved = store.load()
         if saved is not None:
             sim.load_json(saved)
+            # the command line says how to run now; the saved venue keeps its data only
+            sim.positions.owner_check = opts.owner_check
+            sim.positions.close_status = opts.close_status
         sim.on_change = lambda: store.save(sim.to_json())
     return sim
 
@@ -207,9 +222,36 @@ class _WarmingServer(uvicorn.Server):
         threading.Thread(target=warm_up, name="alura-sim-warm-up", daemon=True).start()
 
 
+def markets_banner(sim: Simulator, limit: int = 8) -> list[str]:
+    """Start-up lines naming positions markets that take bets now (the example market first, then
+    the soonest to close): the service has no market listing, so a user needs them to place a
+    first bet."""
+    now = sim.now_ms
+    rows = [market_wire(m, now) for m in sim.positions.markets(now)]
+    taking = sorted(
+        (r for r in rows if r["open"]),
+        key=lambda r: (r["settles_at"] is not None, str(r["settles_at"]), r["id"]),
+    )
+    lines = [
+        f"positions markets taking bets at {ms_to_iso(now)} (market clock; all of them: "
+        "GET /__sim/markets?open=true from loopback):"
+    ]
+    for r in taking[:limit]:
+        until = "never settles" if r["settles_at"] is None else f"settles {r['settles_at']}"
+        lines.append(
+            f"  fixture_id {r['fixture_id']:>4}  market_address {r['address']}  "
+            f"{r['home_team']} v {r['away_team']}  ({until})"
+        )
+    if len(taking) > limit:
+        lines.append(f"  ... and {len(taking) - limit} more")
+    return lines
+
+
 def serve(opts: SimOptions) -> None:
     """Run in the foreground until interrupted (the `alura-bot sim` command)."""
     sim = build_simulator(opts)
+    for line in markets_banner(sim):
+        print(line, file=sys.stderr, flush=True)
     config = uvicorn.Config(
         asgi(sim),
         host=opts.host,

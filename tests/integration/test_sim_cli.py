@@ -33,6 +33,7 @@ OPTIONS = [
     "--state",
     "--faults",
     "--owner-check",
+    "--close-status",
 ]
 
 
@@ -79,6 +80,7 @@ def test_help_documents_every_option() -> None:
     ).stdout
     for option in OPTIONS:
         assert option in out
+    assert "finer ones cannot be served (at 5m, candles of 1m answer 400)" in " ".join(out.split())
 
 
 def test_serves_the_documented_api(procs: list[subprocess.Popen[str]]) -> None:
@@ -99,6 +101,64 @@ def test_serves_the_documented_api(procs: list[subprocess.Popen[str]]) -> None:
         },
     )
     assert resp.status_code == 201 and resp.json()["assetIndex"] == 0
+
+
+DOC_WALLET = "AyWoecj5WdNCVG4HaCyjK9NS1aiaR7FokpkiTPNDgPoa"
+SIM = [sys.executable, "-m", "bot", "sim"]
+
+
+def test_start_up_names_markets_and_the_documents_examples_work(
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    """The banner names markets that take bets (the documents' MarketXYZ123 first); the curl
+    examples of user-positions-api.md then work as written, and `--close-status early-closed`
+    makes a close status 6."""
+    proc = subprocess.Popen(
+        [*SIM, "--port", "0", "--speed", "0", "--close-status", "early-closed"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    procs.append(proc)
+    assert proc.stdout is not None
+    banner: list[str] = []
+    for line in proc.stdout:
+        found = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", line)
+        if found:
+            url = found.group(1)
+            break
+        banner.append(line)
+    else:
+        raise AssertionError(f"simulator exited with {proc.wait()} before listening")
+    text = "".join(banner)
+    assert "GET /__sim/markets?open=true" in text
+    listed = re.findall(r"fixture_id +(\d+) +market_address (\S+)", text)
+    assert listed[0] == ("0", "MarketXYZ123") and len(listed) > 3
+    fixture, address = listed[1]
+    open_body = {
+        "wallet_address": DOC_WALLET,
+        "market_address": "MarketXYZ123",
+        "selected_team": 1,
+        "amount": 500000000,
+        "multiplier_bps": 12000,
+        "odds_home_bps": 10500,
+        "odds_away_bps": 9500,
+    }
+    opened = httpx.post(f"{url}/api/positions", json=open_body)
+    assert opened.status_code == 200 and opened.json()["position"]["id"] == 1001
+    other = httpx.post(
+        f"{url}/api/v1/compat/positions", json=open_body | {"market_address": address}
+    )
+    assert other.status_code == 200, other.text
+    assert other.json()["position"]["market"]["fixture_id"] == fixture
+    closed = httpx.post(
+        f"{url}/api/positions/close",
+        json={"position_id": 1001, "wallet_address": DOC_WALLET, "close_price": 1234500},
+    )
+    assert closed.status_code == 200 and closed.json()["position"]["status"] == 6
+    markets = httpx.get(f"{url}/__sim/markets").json()["markets"]
+    assert {m["address"] for m in markets} >= {"MarketXYZ123", address}
 
 
 def test_state_survives_kill_9(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
@@ -164,6 +224,7 @@ BAD_VALUES = [
     (["--start", "yesterday"], "--start"),
     (["--csv-interval", "2m"], "--csv-interval"),
     (["--builder-fee", "0.5"], "--builder-fee"),
+    (["--close-status", "closed"], "--close-status"),
     (["--no-such-option"], "--no-such-option"),
 ]
 
