@@ -21,8 +21,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +37,9 @@ TEST_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 CREATE_PATHS = ("/trading-sessions", "/trading-sessions/advance")
 UNRESOLVED = ("pending", "sent", "unknown")
 SESSION = "budget = 20, profit_target = 0.5, loss_threshold = 0.5"
+# The daemon's schedule and retry budget in `Bot`'s config; the venue-outage bound is built on them.
+RETRY_ATTEMPTS = 3
+STATS_EVERY_S = 1
 # The journal learns a session's PnL closed behind its back from the venue's per-position logs,
 # each rounded to 6 decimals; the venue's total is rounded once.
 PNL_TOLERANCE = Decimal("0.00001")
@@ -202,7 +207,7 @@ rate_limit_burst = 50
 connect_timeout_s = 2
 read_timeout_s = 3
 write_timeout_s = 3
-retry_attempts = 3
+retry_attempts = {RETRY_ATTEMPTS}
 retry_total_s = 5
 retry_max_wait_s = 2
 
@@ -219,7 +224,7 @@ stale_after_intervals = 3
 clock = "venue"
 tick_offset_s = 30
 reconcile_every_s = {self.venue.speed}
-stats_every_s = 1
+stats_every_s = {STATS_EVERY_S}
 lookback_candles = 60
 shutdown_timeout_s = 5
 
@@ -502,6 +507,233 @@ def run_trials(
             stats.problems += [f"trial {n} ({mode}): {p}" for p in result.problems]
             if progress is not None:
                 progress(n, mode, result, report)
+    finally:
+        bot.kill()
+        venue.kill()
+    return stats
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    """Poll another process's observable state until `condition` holds; False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)  # polling another process
+    return True
+
+
+def _journal_count(journal: Path, sql: str, *args: Any) -> int:
+    """One COUNT/MAX over the journal as a second, read-only reader (the daemon keeps writing)."""
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        return int(db.execute(sql, args).fetchone()[0] or 0)
+
+
+def last_tick_id(journal: Path) -> int:
+    return _journal_count(journal, "SELECT MAX(id) FROM ticks")
+
+
+def ticks_since(journal: Path, since_id: int, *, ok: bool) -> int:
+    sql = "SELECT COUNT(*) FROM ticks WHERE id > ? AND ok = ?"
+    return _journal_count(journal, sql, since_id, 1 if ok else 0)
+
+
+def last_intent_row(journal: Path) -> int:
+    return _journal_count(journal, "SELECT MAX(rowid) FROM intents")
+
+
+def confirmed_intents_since(journal: Path, since_row: int) -> int:
+    """Intents written after row `since_row` (rowids grow in insertion order) and confirmed."""
+    sql = "SELECT COUNT(*) FROM intents WHERE rowid > ? AND state = 'confirmed'"
+    return _journal_count(journal, sql, since_row)
+
+
+# -- venue outages ----------------------------------------------------------------------------
+
+
+class CountingListener:
+    """Holds a dead venue's port: accepts every connection, counts it, and closes it at once.
+
+    A refused connection leaves no trace outside the client; an accepted one does. So the
+    daemon's attempts to reach the venue are counted on the venue's side of the wire (as the soak
+    measures Retry-After there), and each still fails at once, as against a dead venue.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.accepts = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self._sock.listen(128)
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="dead-venue", daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepts += 1
+            conn.close()
+
+    def __enter__(self) -> CountingListener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+def outage_attempt_bound(bot: Bot, seconds: float) -> int:
+    """The most connections the daemon's schedule and retry budget allow in `seconds` of outage.
+
+    Three jobs reach the venue, each at most once a period (max_instances=1, coalesced): the
+    tick (one candle interval of market time), the reconcile (`reconcile_every_s` of market
+    time) and the stats job (`stats_every_s`). Against a dead venue a run asks for at most: a
+    tick, the signals, the latest candles, the profile, the active sessions and each asset's
+    candles (the latest having failed), plus a reconcile's two reads if an open it had sent died
+    with the venue; a reconcile, the venue's clock and the active sessions; a stats run, the
+    profile and the active sessions. Each read makes at most `retry_attempts` attempts. A run
+    already going when the venue died and one starting as the window closes add one run each.
+    A client without back-off would open thousands of connections a second to a dead port.
+    """
+    from bot.domain import INTERVAL_SECONDS
+
+    speed = bot.venue.speed
+    jobs = (
+        (INTERVAL_SECONDS[bot.interval] / speed, 4 + len(bot.assets) + 2),
+        (speed / speed, 2),  # reconcile_every_s = speed in `Bot`'s config: 1 s of wall time
+        (float(STATS_EVERY_S), 2),
+    )
+    runs = sum((int(seconds // period) + 2) * reads for period, reads in jobs)
+    return RETRY_ATTEMPTS * runs
+
+
+@dataclass
+class Outage:
+    """One venue outage under a running daemon, as measured from outside it."""
+
+    seconds: float
+    attempts: int
+    bound: int
+    failed_ticks: int
+    recovery_s: float
+    """Venue back up (answering /health) to the daemon's first successful tick."""
+    resumed: bool
+    """An intent written after the restart was confirmed: the daemon trades again."""
+    same_process: bool
+    clock_kept: bool
+    """The restarted venue's market time did not go back (its `--state` held)."""
+
+
+def venue_outage(bot: Bot, venue: Venue, *, failed_ticks: int = 2, timeout: float = 60.0) -> Outage:
+    """SIGKILL the venue under the running daemon, hold its port with a `CountingListener`
+    until the daemon has journaled `failed_ticks` failed ticks, then restart the venue on its
+    `--state` and wait for a successful tick and a newly confirmed intent."""
+    assert bot.proc is not None and bot.alive(), "the daemon must be running"
+    pid = bot.proc.pid
+    journal = bot.journal_path
+    clock_before = venue.state()["clockMs"]
+    venue.kill()
+    down_from = last_tick_id(journal)
+    with CountingListener(venue.port) as dead:
+        started = time.monotonic()
+        wait_until(
+            lambda: not bot.alive() or ticks_since(journal, down_from, ok=False) >= failed_ticks,
+            timeout,
+        )
+        seconds = time.monotonic() - started
+        attempts = dead.accepts
+    failed = ticks_since(journal, down_from, ok=False)
+    venue.start()
+    up = time.monotonic()
+    up_from, intents_from = last_tick_id(journal), last_intent_row(journal)
+    ticked = wait_until(lambda: ticks_since(journal, up_from, ok=True) >= 1, timeout)
+    recovery_s = time.monotonic() - up if ticked else float("inf")
+    resumed = wait_until(lambda: confirmed_intents_since(journal, intents_from) >= 1, timeout)
+    return Outage(
+        seconds=seconds,
+        attempts=attempts,
+        bound=outage_attempt_bound(bot, seconds),
+        failed_ticks=failed,
+        recovery_s=recovery_s,
+        resumed=resumed,
+        same_process=bot.alive() and bot.proc is not None and bot.proc.pid == pid,
+        clock_kept=venue.state()["clockMs"] >= clock_before,
+    )
+
+
+@dataclass
+class OutageStats:
+    outages: int = 0
+    survived: int = 0
+    resumed: int = 0
+    attempts: int = 0
+    bound: int = 0
+    outage_seconds: float = 0.0
+    recovery_s: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        out["problems"] = self.problems[:50]
+        return out
+
+
+def run_venue_outages(
+    workdir: Path, outages: int, *, seed: int = 1, progress: Any = None
+) -> OutageStats:
+    """`outages` times: start the daemon, let it trade, kill and restart the venue under it
+    (`venue_outage`), stop the daemon, reconcile and check the invariants."""
+    venue = Venue(workdir / "venue", seed=seed)
+    venue.workdir.mkdir(parents=True, exist_ok=True)
+    venue.start()
+    bot = Bot(workdir / "bot", venue)
+    stats = OutageStats()
+    try:
+        for n in range(outages):
+            if not bot.start():
+                stats.problems.append(f"outage {n}: the daemon died before READY")
+                continue
+            since = last_tick_id(bot.journal_path)
+            wait_until(lambda s=since: ticks_since(bot.journal_path, s, ok=True) >= 2, 30)
+            o = venue_outage(bot, venue)
+            stats.outages += 1
+            stats.survived += o.same_process
+            stats.resumed += o.resumed
+            stats.attempts += o.attempts
+            stats.bound += o.bound
+            stats.outage_seconds += o.seconds
+            stats.recovery_s.append(round(o.recovery_s, 2))
+            where = f"outage {n}"
+            if not o.same_process:
+                stats.problems.append(f"{where}: the daemon did not survive it")
+            if o.attempts > o.bound:
+                stats.problems.append(f"{where}: {o.attempts} attempts, bound {o.bound}")
+            if not o.resumed:
+                stats.problems.append(f"{where}: no confirmed intent after the restart")
+            if not o.clock_kept:
+                stats.problems.append(f"{where}: the venue's market time went back")
+            code = bot.terminate() if bot.alive() else None
+            if code != 0:
+                stats.problems.append(f"{where}: the daemon exited {code} on SIGTERM")
+            venue.pause()
+            try:
+                bot.reconcile()
+                result = check_invariants(venue, bot.journal_path)
+            finally:
+                venue.resume()
+            stats.problems += [f"{where}: {p}" for p in result.problems]
+            if progress is not None:
+                progress(n, o)
+        stats.problems += [f"log: {line}" for line in log_problems(bot.log_path)]
     finally:
         bot.kill()
         venue.kill()

@@ -5,11 +5,18 @@ spikes, reset connections, answers lost after the request was applied, tokens ex
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
 from pathlib import Path
 
-from tests.reliability.harness import Bot, Venue, check_invariants, log_problems, run_soak
+from tests.reliability.harness import (
+    Bot,
+    Venue,
+    check_invariants,
+    log_problems,
+    run_soak,
+    ticks_since,
+    venue_outage,
+    wait_until,
+)
 
 SOAK_S = float(os.environ.get("ALURA_BOT_SOAK_S", "60"))
 
@@ -39,44 +46,27 @@ def test_daemon_survives_a_hostile_venue_and_agrees_with_it(tmp_path: Path) -> N
     assert r.ticks >= SOAK_S / 2
 
 
-def _ok_ticks(journal: Path, since_id: int = 0) -> int:
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-        return int(
-            db.execute(
-                "SELECT COUNT(*) FROM ticks WHERE ok = 1 AND id > ?", (since_id,)
-            ).fetchone()[0]
-        )
-
-
-def _last_tick_id(journal: Path) -> int:
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-        return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM ticks").fetchone()[0])
-
-
 def test_daemon_backs_off_while_the_venue_is_down_and_resumes(tmp_path: Path) -> None:
+    """The venue is SIGKILLed under a running daemon and its port held by a listener that counts
+    every connection the daemon opens: the attempts stay within what the retry budget and the
+    job schedule allow, the same process keeps ticking (failed ticks journaled), and once the
+    venue is back on its `--state` the daemon trades again and agrees with it."""
     venue = Venue(tmp_path / "venue")
     venue.workdir.mkdir(parents=True)
     venue.start()
     bot = Bot(tmp_path / "bot", venue)
     try:
         assert bot.start()
-        deadline = time.monotonic() + 30
-        while _ok_ticks(bot.journal_path) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)  # waiting for the other process to trade
-        assert _ok_ticks(bot.journal_path) >= 3
-        before = venue.state()
-        venue.kill()
-        down_from = _last_tick_id(bot.journal_path)
-        time.sleep(4)  # the outage itself: the daemon must ride it out
-        assert bot.alive(), "the daemon died while the venue was down"
-        venue.start()
-        after = venue.state()
-        assert after["clockMs"] >= before["clockMs"], "the venue's market time went backwards"
-        deadline = time.monotonic() + 30
-        while _ok_ticks(bot.journal_path, down_from) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _ok_ticks(bot.journal_path, down_from) >= 3, "no successful tick after the outage"
-        assert bot.alive()
+        assert wait_until(lambda: ticks_since(bot.journal_path, 0, ok=True) >= 3, 30)
+        outage = venue_outage(bot, venue, failed_ticks=2)
+
+        assert outage.same_process, f"the daemon died while the venue was down: {outage}"
+        assert outage.failed_ticks >= 2, outage
+        assert outage.attempts >= 1, f"the daemon never tried to reach the venue: {outage}"
+        assert outage.attempts <= outage.bound, f"more attempts than the schedule allows: {outage}"
+        assert outage.recovery_s < 30, f"no successful tick after the venue came back: {outage}"
+        assert outage.resumed, f"no intent confirmed after the venue came back: {outage}"
+        assert outage.clock_kept, "the venue's market time went backwards"
         assert bot.terminate() == 0
         venue.pause()
         bot.reconcile()
