@@ -1,13 +1,15 @@
 """`alura-bot backtest`, `alura-bot sweep` and `alura-bot data check|synth`.
 
-Heavy modules (numpy, the strategies, rich) load inside the commands: whole-process time is what
-users feel on a one-year hourly backtest, so nothing is imported before it is needed. Input
-problems (bad candles, unknown strategy, bad parameters) print one clear line and exit 2.
+Heavy modules (numpy, the strategies) load inside the commands: whole-process time is what users
+feel on a one-year hourly backtest, so nothing is imported before it is needed, and the summary
+is plain text (bot.backtest.terminal), not rich. Input problems (bad candles, unknown strategy,
+bad parameters) print one clear line and exit 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -342,117 +344,25 @@ def risk_limits(
 # -- output -------------------------------------------------------------------------------------
 
 
-def _ts(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _num(x: float, digits: int = 2, suffix: str = "") -> str:
-    import math
-
-    if not math.isfinite(x):
-        return "n/a" if math.isnan(x) else "inf"
-    return f"{x:,.{digits}f}{suffix}"
-
-
-def _duration(hours: float) -> str:
-    if hours >= 48:
-        return f"{hours / 24:,.1f} days"
-    return f"{hours:,.1f} h"
-
-
 def print_summary(
-    summary: Summary, result: BacktestResult, data: LoadedData, console: Any, elapsed: float
+    summary: Summary, result: BacktestResult, data: LoadedData, elapsed: float
 ) -> None:
-    from rich.table import Table
+    """The terminal summary on stdout, fitted to the terminal (130 columns when piped)."""
+    import shutil
 
-    s = summary
-    t = s.trade
-    head = Table(title="Backtest", show_header=False, title_justify="left", box=None)
-    head.add_column(style="bold")
-    head.add_column(justify="right")
-    head.add_column(style="bold")
-    head.add_column(justify="right")
+    from bot.backtest.terminal import render_summary
+
     cfg = result.config
-    reentry = "model" if cfg.reentry is None else ("on" if cfg.reentry else "off")
-    rows = [
-        ("period", f"{_ts(s.start_ms)} .. {_ts(s.end_ms)}", "candles", f"{s.candles:,}"),
-        ("assets", ", ".join(s.assets), "interval", s.interval),
-        ("strategies", ", ".join(s.strategies), "re-entry", reentry),
-        ("starting balance", _num(s.balance, 2, " USDC"), "final equity", _num(s.final_equity)),
-        (
-            "total return",
-            _num(s.total_return_pct, 2, " %"),
-            "annualised return",
-            _num(s.annual_return_pct, 2, " %"),
-        ),
-        (
-            "max drawdown",
-            _num(s.max_drawdown_pct, 2, " %"),
-            "drawdown duration",
-            _duration(s.max_drawdown_duration_h),
-        ),
-        ("Sharpe", _num(s.sharpe), "Sortino", _num(s.sortino)),
-        ("Calmar", _num(s.calmar), "profit factor", _num(t.profit_factor)),
-        ("trades", f"{t.trades:,}", "win rate", _num(t.win_rate, 1, " %")),
-        (
-            "avg trade",
-            f"{_num(t.avg_trade, 4)} USDC ({_num(t.avg_trade_pct, 3, ' %')})",
-            "avg holding",
-            _duration(t.avg_holding_h),
-        ),
-        ("net PnL", _num(t.net_pnl, 4, " USDC"), "fees paid", _num(t.fees, 4, " USDC")),
-        ("exposure", _num(s.exposure_pct, 1, " %"), "sessions", f"{s.sessions:,}"),
-        (
-            "buy & hold",
-            _num(s.buy_hold_return_pct, 2, " %"),
-            "fee per side",
-            _num(100 * s.fee_rate, 4, " %"),
-        ),
-        (
-            "decisions",
-            f"{s.decisions:,}",
-            "vetoed",
-            ", ".join(f"{k} {v}" for k, v in sorted(s.vetoes.items())) or "none",
-        ),
-        (
-            "exits",
-            ", ".join(f"{k} {v}" for k, v in sorted(t.by_reason.items())) or "none",
-            "time",
-            f"{elapsed:.2f} s",
-        ),
-    ]
-    for row in rows:
-        head.add_row(*row)
-    console.print(head)
-    gap_lines = [f"{sym}: {g} gaps, {m} missing candles" for sym, (g, m) in data.gaps.items() if g]
-    if gap_lines:
-        console.print("[yellow]data gaps (tolerated): " + "; ".join(gap_lines) + "[/]")
-
-    def breakdown(title: str, groups: dict[str, Any], hold: dict[str, float] | None) -> Table:
-        table = Table(title=title, title_justify="left")
-        cols = ["", "trades", "win %", "net PnL", "fees", "profit factor", "avg trade", "avg hold"]
-        if hold is not None:
-            cols.append("buy & hold")
-        for i, col in enumerate(cols):
-            table.add_column(col, justify="left" if i == 0 else "right")
-        for name, g in groups.items():
-            row = [
-                name,
-                f"{g.trades:,}",
-                _num(g.win_rate, 1),
-                _num(g.net_pnl, 4),
-                _num(g.fees, 4),
-                _num(g.profit_factor),
-                _num(g.avg_trade, 4),
-                _duration(g.avg_holding_h),
-            ]
-            if hold is not None:
-                row.append(_num(hold.get(name, 0.0), 2, " %"))
-            table.add_row(*row)
-        return table
-
-    console.print(breakdown("Per asset", s.by_asset, s.buy_hold_by_asset))
-    console.print(breakdown("Per strategy", s.by_strategy, None))
+    tty = sys.stdout.isatty()
+    text = render_summary(
+        summary,
+        reentry="model" if cfg.reentry is None else ("on" if cfg.reentry else "off"),
+        gaps=data.gaps,
+        elapsed_s=elapsed,
+        width=shutil.get_terminal_size((130, 24)).columns,
+        bold=tty and not os.environ.get("NO_COLOR"),
+    )
+    sys.stdout.write(text)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -645,8 +555,6 @@ def _backtest(
     strategies_dir: Path | None,
     started: float,
 ) -> None:
-    from rich.console import Console
-
     if not strategy:
         raise InputError("give at least one --strategy")
     if bool(data) == (synthetic is not None):
@@ -656,7 +564,6 @@ def _backtest(
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise InputError("--to must be after --from")
     asset_list = split_assets(assets)
-    console = Console(width=None if sys.stdout.isatty() else 130)
     progress = LazyProgress(total=len(data) + len(strategy) + 3, enabled=not as_json)
     timings: dict[str, float] = {}
     try:
@@ -688,7 +595,7 @@ def _backtest(
                             typer.echo(f"look-ahead: {st.name} on {sym}: {p}", err=True)
                         raise typer.Exit(1)
             if not as_json:
-                console.print(
+                typer.echo(
                     f"look-ahead check passed: {', '.join(s.name for s in strategies)} "
                     f"on {', '.join(loaded.candles)}"
                 )
@@ -722,9 +629,9 @@ def _backtest(
         payload["timings"] = timings
         typer.echo(json.dumps(payload, indent=1))
         return
-    print_summary(summary, result, loaded, console, elapsed)
+    print_summary(summary, result, loaded, elapsed)
     if report is not None:
-        console.print(f"report: {report / 'report.html'}")
+        typer.echo(f"report: {report / 'report.html'}")
 
 
 def _config(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,12 @@ def _entry() -> list[str]:
 def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ALURA_BOT_")}, **(env or {})}
-    env.update({"COLUMNS": "140", "XDG_CONFIG_HOME": str(cwd / "xdg")})
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ALURA_BOT_")},
+        "COLUMNS": "140",
+        "XDG_CONFIG_HOME": str(cwd / "xdg"),
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, *_entry(), *args],
         cwd=cwd,
@@ -72,6 +77,46 @@ def test_synthetic_backtest_prints_every_figure(tmp_path: Path) -> None:
     ):
         assert figure in out.stdout, figure
     assert "BTC" in out.stdout and "ETH" in out.stdout
+
+
+def test_summary_on_an_80_column_terminal_cuts_no_figure(tmp_path: Path) -> None:
+    args = ["-s", "ema_cross", "-s", "rsi_reversion", "--synthetic", "7"]
+    args += ["--assets", "BTC,ETH,SOL,XRP,DOGE,AVAX", "--budget", "1000000"]
+    out = cli("backtest", *args, cwd=tmp_path, env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(cli("backtest", *args, "--json", cwd=tmp_path).stdout)
+    text = out.stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    figures = [f"{summary['final_equity']:,.2f}", f"{summary['trade']['net_pnl']:,.4f} USDC"]
+    for group in ("by_asset", "by_strategy"):
+        for name, g in summary[group].items():
+            figures += [name, f"{g['trades']:,}", f"{g['net_pnl']:,.4f}", f"{g['fees']:,.4f}"]
+            figures += [f"{g['avg_trade']:,.4f}", f"{g['win_rate']:,.1f}"]
+    figures += [f"{v:,.2f} %" for v in summary["buy_hold_by_asset"].values()]
+    cut = [f for f in figures if re.search(rf"(?<!\S){re.escape(f)}(?!\S)", text) is None]
+    assert not cut, cut
+    assert "…" not in text
+
+
+def test_a_backtest_summary_loads_no_rich(tmp_path: Path) -> None:
+    """Start-up is most of a one-year backtest: rich (~40 ms to import and render) stays out."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['alura-bot', *sys.argv[1:]]\n"
+        "from bot.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "backtest", *CANONICAL, "--synthetic", "3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Per strategy" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_json_summary_matches_the_engine(tmp_path: Path) -> None:
