@@ -10,7 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from bot import __version__
+from bot.cli_backtest import COMMANDS as BACKTEST_COMMANDS
 from bot.cli_backtest import register as register_backtest
+from bot.cli_backtest import run_alone as run_backtest_command
 from bot.cli_positions import positions_app
 from bot.cli_sessions import sessions_app
 from bot.cli_sim import register as register_sim
@@ -591,5 +593,7 @@ def journal_tail(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; `backtest`, `sweep` and `data` start alone (faster)."""
+    if len(sys.argv) > 1 and sys.argv[1] in BACKTEST_COMMANDS:
+        sys.exit(run_backtest_command(sys.argv[1]))
     sys.exit(app())
