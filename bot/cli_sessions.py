@@ -248,6 +248,7 @@ async def _act(
     daemon's reconciliation (never retried here)."""
     from bot.api.alura import AluraClient
     from bot.api.errors import ApiError, OutcomeUnknown
+    from bot.api.models import applied_amount
     from bot.journal import Journal, SessionRow
 
     journal = Journal.open(settings.journal_path)
@@ -273,6 +274,11 @@ async def _act(
         async with AluraClient.from_settings(settings, key) as client:
             try:
                 result = await call(client)
+                raw = result.model_dump(mode="json", by_alias=True)
+                if close_id is not None:
+                    endpoint = "/trading-sessions/trades/{trade_id}/close"
+                    pnl = applied_amount(raw, "realizedPnl", endpoint)
+                    fees = applied_amount(raw, "feesPaid", endpoint)
             except OutcomeUnknown as exc:
                 journal.mark_unknown(intent, str(exc), _now_ms())
                 typer.echo(f"outcome unknown ({exc.message}); the daemon reconciles it", err=True)
@@ -281,16 +287,10 @@ async def _act(
                 journal.fail(intent, str(exc), _now_ms())
                 typer.echo(f"refused by the venue: {exc}", err=True)
                 return 1
-        raw = result.model_dump(mode="json", by_alias=True)
         if close_id is not None:
             journal.confirm(intent, raw, close_id, _now_ms())
-            journal.close_session(
-                close_id,
-                _now_ms(),
-                Decimal(str(raw.get("realizedPnl", 0))),
-                Decimal(str(raw.get("feesPaid", 0))),
-            )
-            typer.echo(f"closed {close_id}: realised {raw.get('realizedPnl', 0)} USDC")
+            journal.close_session(close_id, _now_ms(), pnl, fees)
+            typer.echo(f"closed {close_id}: realised {pnl} USDC")
         else:
             journal.confirm(intent, raw, result.id, _now_ms())
             journal.upsert_session(

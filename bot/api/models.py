@@ -7,8 +7,9 @@ because the backend publishes no response schemas (see shared/api/NOTES.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import (
@@ -280,3 +281,25 @@ class Health(_Response):
 
 class Generic(_Response):
     """An endpoint whose answer the documents do not describe: every field is kept as sent."""
+
+
+def applied_amount(answer: Mapping[str, Any], key: str, endpoint: str) -> Decimal:
+    """A money field of the answer to a request that was applied (a close): absent is zero, but
+    an unreadable value makes the outcome unknown, so the caller reconciles from the venue's
+    logs instead of journaling a failure for a close that happened."""
+    from bot.api.errors import OutcomeUnknown
+
+    value = answer.get(key)
+    if value is None:
+        return Decimal(0)
+    try:
+        amount = Decimal(str(value)) if not isinstance(value, bool) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise OutcomeUnknown(
+            f"the answer's {key} is not an amount ({str(value)[:40]!r}): reconciling",
+            endpoint=endpoint,
+            method="POST",
+        )
+    return amount

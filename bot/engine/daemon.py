@@ -444,6 +444,17 @@ class Daemon:
         self.speed = speed
         self.parts.engine.clock = self.clock
 
+    async def _learn_assets(self) -> None:
+        """Assets the venue lists beyond the built-in six, before the reconcile maps indices to
+        symbols; a venue that does not answer leaves the built-in table (never a reason to wait)."""
+        assert self.parts is not None
+        if self.mode != "live":
+            return
+        try:
+            log.info("%s", (await self.parts.client.refresh_assets()).summary())
+        except ApiError as exc:
+            log.warning("asset listing unavailable (%s); using the built-in table", exc.kind)
+
     async def _first_reconcile(self) -> None:
         """Reconcile before anything else, retrying with backoff while the venue is unreachable:
         no tick runs and READY is not sent until the journal agrees with the venue."""
@@ -476,6 +487,7 @@ class Daemon:
             self.mode,
             self.settings.base_url,
         )
+        await self._learn_assets()
         await self._first_reconcile()
         if self.stop_event.is_set():
             return

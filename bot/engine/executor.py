@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot.api.alura import AluraClient
-from bot.api.models import AdvancedSessionRequest, QuickSessionRequest
+from bot.api.models import AdvancedSessionRequest, QuickSessionRequest, applied_amount
 from bot.api.positions import Position, PositionsClient
 from bot.domain import INTERVAL_SECONDS, AssetRegistry, OpenAdvanced, OpenQuick, Side
 from bot.engine.market import MarketSnapshot
@@ -133,6 +133,11 @@ class LiveExecutor:
         self._balance: Decimal | None = None
         self._balance_at = 0.0
 
+    @property
+    def assets(self) -> AssetRegistry:
+        """The client's table: the built-in assets plus any the venue listed at start-up."""
+        return self.client.assets
+
     def invalidate_balance(self) -> None:
         """An open or close changed the balance: read it again on the next account()."""
         self._balance = None
@@ -169,10 +174,13 @@ class LiveExecutor:
                 self.client.assets.by_symbol(asset).index
             )
         raw = result.model_dump(mode="json")
+        endpoint = "/user/close-position"
+        if trade_id:
+            endpoint = "/trading-sessions/trades/{trade_id}/close"
         return Closed(
             session_id,
-            Decimal(str(raw.get("realizedPnl", 0))),
-            Decimal(str(raw.get("feesPaid", 0))),
+            applied_amount(raw, "realizedPnl", endpoint),
+            applied_amount(raw, "feesPaid", endpoint),
             raw,
         )
 

@@ -601,3 +601,37 @@ async def test_readiness_drops_while_the_venue_refuses_the_login_and_returns_aft
         assert daemon.is_ready() == (False, "not authenticated")
     await daemon._reconcile_unlocked("periodic")
     assert daemon.is_ready() == (True, "no tick yet")
+
+
+async def test_a_close_answered_with_an_unreadable_amount_is_reconciled_not_failed(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    from bot.api.models import Generic
+
+    daemon = await make_daemon(
+        strategies=[
+            {
+                "name": "always_long",
+                "assets": ["XRP"],
+                "params": {"interval": "1h", "exit_every": 2},
+            }
+        ]
+    )
+    client = daemon.parts.client
+    real = client.close_trade
+
+    async def garbled(trade_id: str) -> Any:
+        applied = await real(trade_id)  # the venue closes the trade; its answer arrives mangled
+        return Generic.model_validate({**applied.model_dump(mode="json"), "realizedPnl": "abc"})
+
+    client.close_trade = garbled
+    for _ in range(6):
+        sim_server.sim.clock.advance(HOUR)
+        await daemon.parts.engine.tick("1h")
+    closes = [i for i in daemon.parts.journal.intents() if i.kind == "close_session"]
+    assert closes and all(i.state == "confirmed" for i in closes), [i.state for i in closes]
+    for intent in closes:
+        row = daemon.parts.journal.session(intent.session_id)
+        venue = sim_server.sim.venue.sessions[row.id]
+        assert row.status == "closed" and not venue.state.is_active
+    assert venue_sessions(sim_server, active_only=False)  # nothing was opened twice either
