@@ -1,11 +1,16 @@
 """The journal: one SQLite file holding every tick, decision, intent, session and outcome.
 
-The only module with SQL in the daemon. WAL with `synchronous=FULL`, so every committed write
-survives `kill -9` (and power loss); the file is created mode 0600 before SQLite touches it, and
-SQLite gives its -wal/-shm files the same mode. An intent is committed before the request it
-stands for is sent (safety rule 2). Money is stored as Decimal text and summed in Python, never
-as REAL. The schema version lives in `PRAGMA user_version`, with forward migrations applied in
-order on open; a file from a newer alura-bot is refused rather than guessed at.
+The only module with SQL in the daemon. WAL, so every committed write survives `kill -9`; money
+state (intents, sessions, positions, controls) commits with `synchronous=FULL`, so it survives a
+power loss too. Records of what happened (ticks, decisions, PnL snapshots, API errors) commit
+with `synchronous=NORMAL`, without an fsync each: a power loss can cost the last few of them,
+never their order, since the next FULL commit syncs every earlier frame of the WAL with it (a
+decision is always durable before the intent it led to is). The file is created mode 0600
+before SQLite touches it, and SQLite gives its -wal/-shm files the same mode. An intent is
+committed before the request it stands for is sent (safety rule 2). Money is stored as Decimal
+text and summed in Python, never as REAL. The schema version lives in `PRAGMA user_version`,
+with forward migrations applied in order on open; a file from a newer alura-bot is refused
+rather than guessed at.
 
 Two processes use the file at once (the daemon, and the CLI's `pause`/`resume`/`sessions`), so
 every write is a short `BEGIN IMMEDIATE` transaction and readers never block writers.
@@ -311,8 +316,8 @@ class Journal:
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
-    def _tx(self) -> _Tx:
-        return _Tx(self.conn)
+    def _tx(self, durable: bool = True) -> _Tx:
+        return _Tx(self.conn, durable)
 
     def atomic(self) -> _Tx:
         """One transaction around several journal writes (nested writes join it)."""
@@ -342,7 +347,7 @@ class Journal:
     # -- ticks and decisions ------------------------------------------------------------------
 
     def tick_started(self, ts: int, interval: str) -> int:
-        with self._tx():
+        with self._tx(durable=False):
             cur = self.conn.execute(
                 "INSERT INTO ticks (started_at, interval) VALUES (?, ?)", (ts, interval)
             )
@@ -351,7 +356,7 @@ class Journal:
     def tick_finished(
         self, tick_id: int, ts: int, ok: bool, error: str | None, n_signals: int, n_decisions: int
     ) -> None:
-        with self._tx():
+        with self._tx(durable=False):
             self.conn.execute(
                 "UPDATE ticks SET finished_at=?, ok=?, error=?, n_signals=?, n_decisions=? "
                 "WHERE id=?",
@@ -377,7 +382,7 @@ class Journal:
         veto_reason: str | None = None,
         inputs: dict[str, Any] | None = None,
     ) -> int:
-        with self._tx():
+        with self._tx(durable=False):
             return self._insert_decision(tick_id, ts, decision, verdict, veto_reason, inputs)
 
     def _insert_decision(
@@ -424,7 +429,7 @@ class Journal:
         ids: list[int] = []
         if not rows:
             return ids
-        with self._tx():
+        with self._tx(durable=False):
             for decision, verdict, veto_reason, inputs in rows:
                 ids.append(
                     self._insert_decision(tick_id, ts, decision, verdict, veto_reason, inputs)
@@ -733,7 +738,7 @@ class Journal:
     def record_pnl(
         self, ts: int, realized: Decimal, unrealized: Decimal, equity: Decimal, open_sessions: int
     ) -> None:
-        with self._tx():
+        with self._tx(durable=False):
             self.conn.execute(
                 "INSERT INTO pnl_snapshots (ts, realized, unrealized, equity, open_sessions) "
                 "VALUES (?,?,?,?,?)",
@@ -750,7 +755,7 @@ class Journal:
         message: str | None = None,
     ) -> None:
         """`endpoint` is the path template (bounded), `message` is cut to 500 characters."""
-        with self._tx():
+        with self._tx(durable=False):
             self.conn.execute(
                 "INSERT INTO api_errors (ts, endpoint, method, status, kind, message) "
                 "VALUES (?,?,?,?,?,?)",
@@ -890,28 +895,36 @@ class _Tx:
     (including a failed COMMIT, so the connection is never left inside a dead transaction).
 
     Inside `Journal.atomic()` a write joins the open transaction instead, so several writes
-    that must stand or fall together (an intent confirmed and its session recorded) do."""
+    that must stand or fall together (an intent confirmed and its session recorded) do.
+    `durable=False` commits without an fsync (see the module docstring for why that is safe)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, durable: bool = True) -> None:
         self.conn = conn
         self.joined = False
+        self.durable = durable
 
     def __enter__(self) -> None:
         if self.conn.in_transaction:
             self.joined = True
             return
+        if not self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if self.joined:
             return
-        if exc_type is not None:
-            self.conn.execute("ROLLBACK")
-            return
-        failpoints.hit("journal.commit")
         try:
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
+            if exc_type is not None:
                 self.conn.execute("ROLLBACK")
-            raise
+                return
+            failpoints.hit("journal.commit")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not self.durable:
+                self.conn.execute("PRAGMA synchronous=FULL")

@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,6 +96,34 @@ def test_missing_parent_directory_is_created(tmp_path: Path) -> None:
 
 def test_wal_mode_is_on(journal: Journal) -> None:
     assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _transactions(journal: Journal, write: Callable[[], object]) -> list[str]:
+    """The statements `write` sends, as SQLite sees them."""
+    seen: list[str] = []
+    journal.conn.set_trace_callback(seen.append)
+    try:
+        write()
+    finally:
+        journal.conn.set_trace_callback(None)
+    return seen
+
+
+def test_tick_records_commit_without_an_fsync_and_restore_full_sync(journal: Journal) -> None:
+    sent = _transactions(journal, lambda: journal.tick_started(1000, "1h"))
+    assert sent[0] == "PRAGMA synchronous=NORMAL" and sent[-1] == "PRAGMA synchronous=FULL"
+    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_an_intent_commits_with_a_full_sync(journal: Journal) -> None:
+    sent = _transactions(
+        journal,
+        lambda: journal.create_intent(
+            "open_quick", asset="BTC", venue="sessions", request={}, now_ms=1
+        ),
+    )
+    assert not any("synchronous" in s for s in sent)
+    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_connection_is_durable_and_waits_for_other_writers(journal: Journal) -> None:
