@@ -174,18 +174,17 @@ class Candles:
         return int(self.ts[-1]) + self.interval_ms if len(self) else None
 
     def __getitem__(self, key: slice) -> Candles:
+        """A slice of read-only, equal-length columns is itself valid: built without checks or
+        copies (the live engine and the backtest slice on every candle)."""
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("Candles only supports contiguous slices; use resample to thin out")
-        return Candles(
-            self.symbol,
-            self.interval,
-            self.ts[key],
-            self.open[key],
-            self.high[key],
-            self.low[key],
-            self.close[key],
-            self.volume[key],
-        )
+        sliced = object.__new__(Candles)
+        set_ = object.__setattr__
+        set_(sliced, "symbol", self.symbol)
+        set_(sliced, "interval", self.interval)
+        for name in _FIELDS:
+            set_(sliced, name, getattr(self, name)[key])
+        return sliced
 
     def window(self, start: int | None, stop: int | None) -> Candles:
         """Rows [start, stop) with Python slice semantics (negative indices count from the end)."""
@@ -701,13 +700,15 @@ def load_dir(
     symbols: Iterable[str] | None = None,
     exchange: str | None = None,
     allow_gaps: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Candles]:
     """Load every `<BASE>-<QUOTE>_<exchange>_<interval>.csv` (or `.parquet`) of one interval,
     keyed by BASE.
 
     When several exchanges have a file for the same symbol, `exchange` must say which one; a
     requested symbol without a file is an error listing what is there. Parquet needs pyarrow
-    (an optional extra), imported only when a parquet file is read.
+    (an optional extra), imported only when a parquet file is read. ``progress`` hears (file
+    name, files loaded, files in all) before each file: a big directory takes seconds.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -730,7 +731,7 @@ def load_dir(
             f"no {interval} candle file{where} for {', '.join(missing)} in {root} (have: {have})"
         )
     out: dict[str, Candles] = {}
-    for sym in wanted:
+    for done, sym in enumerate(wanted):
         files = by_symbol[sym]
         exchanges = sorted({ex for ex, _ in files})
         if len(exchanges) > 1:
@@ -744,6 +745,8 @@ def load_dir(
                 f"{root}; keep one of them"
             )
         path = files[0][1]
+        if progress is not None:
+            progress(path.name, done, len(wanted))
         load = load_parquet if path.suffix == ".parquet" else load_csv
         out[sym] = load(path, symbol=sym, interval=interval, allow_gaps=allow_gaps)
     return out

@@ -339,6 +339,21 @@ def test_candles_slicing_and_time_lookup(make_candles: MakeCandles) -> None:
     assert Candles.empty("BTC", "1h").end_ms is None
 
 
+def test_a_slice_is_read_only_shares_memory_and_equals_a_checked_build(
+    make_candles: MakeCandles,
+) -> None:
+    c = make_candles(n=10)
+    part = c[2:7]
+    built = Candles(c.symbol, c.interval, c.ts[2:7], c.open[2:7], c.high[2:7], c.low[2:7],
+                    c.close[2:7], c.volume[2:7])  # fmt: skip
+    assert part == built and part.symbol == c.symbol and len(part) == 5
+    for name in ("ts", "open", "high", "low", "close", "volume"):
+        column = getattr(part, name)
+        assert not column.flags.writeable and np.shares_memory(column, getattr(c, name))
+    with pytest.raises(ValueError, match="read-only"):
+        part.close[0] = 1.0
+
+
 def test_candles_are_read_only_and_checked(make_candles: MakeCandles) -> None:
     c = make_candles(n=5)
     with pytest.raises(ValueError, match="read-only"):
