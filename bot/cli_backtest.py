@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import typer
 
 if TYPE_CHECKING:
     from bot.backtest.engine import BacktestConfig, BacktestResult
+    from bot.backtest.progress import LazyProgress
     from bot.backtest.stats import Summary
     from bot.market.data import Candles
     from strategies.base import Strategy
@@ -144,9 +145,11 @@ def load_data(
     assets: list[str] | None,
     exchange: str | None,
     allow_gaps: bool,
-    tick: Callable[[str], None] | None = None,
+    progress: LazyProgress | None = None,
 ) -> LoadedData:
-    """Load and validate candle files and directories; resample to ``interval`` if coarser."""
+    """Load and validate candle files and directories; resample to ``interval`` if coarser.
+
+    Each path is a step of ``progress``; a directory moves it file by file."""
     from bot.market.data import (
         interval_ms,
         load_csv,
@@ -161,15 +164,24 @@ def load_data(
     for path in paths:
         if path.is_dir():
             chosen = interval or _interval_of_dir(path)
-            if tick is not None:
-                tick(f"loading {path}")
+            if progress is not None:
+                progress.step(f"loading {path}")
             loaded = load_dir(
-                path, interval=chosen, symbols=assets, exchange=exchange, allow_gaps=allow_gaps
+                path,
+                interval=chosen,
+                symbols=assets,
+                exchange=exchange,
+                allow_gaps=allow_gaps,
+                progress=(
+                    None
+                    if progress is None
+                    else lambda name, done, of: progress.within(f"loading {name}", done, of)
+                ),
             )
             items = [(sym, c, str(path)) for sym, c in loaded.items()]
         elif path.exists():
-            if tick is not None:
-                tick(f"loading {path.name}")
+            if progress is not None:
+                progress.step(f"loading {path.name}")
             name = parse_candle_filename(path)
             if path.suffix == ".parquet":
                 c = load_parquet(path, allow_gaps=allow_gaps)
@@ -224,52 +236,6 @@ def synthetic_data(
     symbols = assets or ["BTC", "ETH", "SOL"]
     market = synthetic_market(seed, start_ms=start, n=n, interval=interval, symbols=symbols)
     return LoadedData(market, dict.fromkeys(market, f"synthetic seed {seed}"), {})
-
-
-# -- progress -----------------------------------------------------------------------------------
-
-
-class LazyProgress:
-    """A progress bar on stderr that shows itself only once a run has taken over a second."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total = total
-        self.done = 0
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self._progress: Any = None
-        self._task: Any = None
-
-    def _show(self, description: str) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description:<40}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=self.total, completed=self.done)
-
-    def step(self, description: str, *, force: bool = False) -> None:
-        """Mark the start of the next step; ``force`` shows the bar now (a known long step)."""
-        if not self.enabled:
-            return
-        if self._progress is None and (force or time.perf_counter() - self.started > 1.0):
-            self._show(description)
-        if self._progress is not None:
-            self._progress.update(self._task, description=description, completed=self.done)
-        self.done = min(self.total, self.done + 1)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=self.total)
-            self._progress.stop()
-            self._progress = None
 
 
 # -- strategies and config ----------------------------------------------------------------------
@@ -565,7 +531,12 @@ def _backtest(
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise InputError("--to must be after --from")
     asset_list = split_assets(assets)
-    progress = LazyProgress(total=len(data) + len(strategy) + 3, enabled=not as_json)
+    from bot.backtest.progress import LazyProgress
+
+    steps = len(data) or 1  # loading: each path (or generating the synthetic market)
+    steps += len(strategy) * (2 if check_lookahead else 1) + 1  # look-ahead, signals, simulate
+    steps += 1 if report is not None else 0
+    progress = LazyProgress(total=steps, enabled=not as_json)
     timings: dict[str, float] = {}
     try:
         if synthetic is not None:
@@ -578,7 +549,7 @@ def _backtest(
                 assets=asset_list,
                 exchange=exchange,
                 allow_gaps=gaps,
-                tick=progress.step,
+                progress=progress,
             )
         timings["load_s"] = time.perf_counter() - started
         first = next(iter(loaded.candles.values()))
@@ -588,7 +559,8 @@ def _backtest(
 
             for st in strategies:
                 progress.step(f"look-ahead check: {st.name}")
-                for sym, c in loaded.candles.items():
+                for i, (sym, c) in enumerate(loaded.candles.items()):
+                    progress.within(f"look-ahead check: {st.name} on {sym}", i, len(loaded.candles))
                     problems = check_strategy(st, c)
                     if problems:
                         progress.close()
@@ -603,11 +575,11 @@ def _backtest(
         cfg = _config(budget, fees, builder_fee, reentry, limits, start_ms, end_ms)
         from bot.backtest import compiled
 
-        compiled.load(
-            on_build=lambda p: progress.step(
-                "compiling the backtest loop (first run only)", force=True
-            )
-        )
+        def building(_: Path) -> None:
+            progress.add(1)
+            progress.step("compiling the backtest loop (first run only)", force=True)
+
+        compiled.load(on_build=building)
         from bot.backtest.engine import run_backtest
         from bot.backtest.stats import summarize
 
@@ -620,10 +592,10 @@ def _backtest(
         timings.update({f"{k}_s": v for k, v in result.timings.items()})
         timings["backtest_s"] = result.elapsed_s
         if report is not None:
-            progress.step("writing the report", force=True)
+            progress.step("writing the report")
             from bot.backtest.report import write_report
 
-            write_report(result, summary, report)
+            write_report(result, summary, report, progress=progress.within)
     finally:
         progress.close()
     elapsed = time.perf_counter() - started

@@ -14,7 +14,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,23 @@ def _dates(ms: NDArray[Any]) -> NDArray[Any]:
     return np.asarray(ms, dtype="datetime64[ms]")
 
 
-def _png_plots(result: BacktestResult, hold: F8) -> list[tuple[str, str]] | None:
-    """(title, data URI) per plot, or None when matplotlib is not installed."""
+def plot_count(result: BacktestResult, hold: F8) -> int:
+    """How many plots the report draws: equity, drawdown, one per asset, and buy & hold apart
+    when its swings would flatten the strategy's curve on a shared scale."""
+    apart = _hold_apart(result.equity, result.config.balance * hold)
+    return 2 + len(result.market.symbols) + (1 if apart else 0)
+
+
+def _hold_apart(equity: F8, held: F8) -> bool:
+    span = max(float(equity.max() - equity.min()), 1e-9)
+    return float(held.max() - held.min()) > 4 * span
+
+
+def _png_plots(
+    result: BacktestResult, hold: F8, drawing: Callable[[str], None]
+) -> list[tuple[str, str]] | None:
+    """(title, data URI) per plot, or None when matplotlib is not installed; ``drawing`` hears
+    each plot's title as it starts (a plot takes ~0.2 s)."""
     try:
         import matplotlib
 
@@ -124,13 +139,14 @@ def _png_plots(result: BacktestResult, hold: F8) -> list[tuple[str, str]] | None
         plt.close(fig)
         out.append((title, "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()))
 
+    drawing("Equity")
     fig, ax = plt.subplots(figsize=(11, 3.6))
     ax.plot(times, equity, color="#1f6feb", lw=1.2, label="strategy equity")
     ax.axhline(bal, color="#444", lw=0.6, ls=":")
     held = bal * hold
-    span = max(float(equity.max() - equity.min()), 1e-9)
+    apart = _hold_apart(equity, held)
     bh_return = 100 * (float(hold[-1]) - 1) if len(hold) else 0.0
-    if float(held.max() - held.min()) <= 4 * span:
+    if not apart:
         ax.plot(times, held, color="#8b949e", lw=1.0, label="buy & hold (same assets)")
         title = "Equity (marked to each candle's close, fees included)"
     else:
@@ -141,13 +157,15 @@ def _png_plots(result: BacktestResult, hold: F8) -> list[tuple[str, str]] | None
     ax.set_title(title)
     _legend_outside(ax)
     emit(fig, "Equity")
-    if float(held.max() - held.min()) > 4 * span:
+    if apart:
+        drawing("Buy & hold")
         fig, ax = plt.subplots(figsize=(11, 2.4))
         ax.plot(times, held, color="#8b949e", lw=1.0)
         ax.set_ylabel("USDC")
         ax.set_title("Buy & hold of the same assets, same starting balance, fees included")
         emit(fig, "Buy & hold")
 
+    drawing("Drawdown")
     fig, ax = plt.subplots(figsize=(11, 2.4))
     dd = 100 * drawdown(equity)
     ax.fill_between(times, dd, 0, color="#d73a49", alpha=0.35, lw=0)
@@ -161,6 +179,7 @@ def _png_plots(result: BacktestResult, hold: F8) -> list[tuple[str, str]] | None
     trades = result.raw.trades
     step = np.timedelta64(market.interval_ms, "ms")
     for a, sym in enumerate(market.symbols):
+        drawing(f"{sym} price")
         close = market.close[t0:t1, a]
         have = ~np.isnan(close)
         mine = trades[trades[:, K.TR_ASSET] == a]
@@ -447,16 +466,39 @@ daily loss {result.config.limits.daily_loss_limit} USDC</div>
 """
 
 
-def write_report(result: BacktestResult, summary: Summary, out_dir: Path) -> Path:
-    """Write the four files into ``out_dir`` (created); returns the HTML's path."""
+def write_report(
+    result: BacktestResult,
+    summary: Summary,
+    out_dir: Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Write the four files into ``out_dir`` (created); returns the HTML's path.
+
+    ``progress`` hears (what starts now, parts finished, parts in all) as each file and each
+    plot starts: the plots take a second or more, and a bar that stood still would look hung.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     hold, _ = buy_and_hold(result.market, result.raw.t0, result.raw.t1, result.config.fees.rate)
+    parts = 4 + plot_count(result, hold)  # three data files, the plots, the page
+    finished = 0
+
+    def starting(what: str) -> None:
+        nonlocal finished
+        if progress is not None:
+            progress(what, finished, parts)
+        finished += 1
+
+    starting("trades.csv")
     write_trades_csv(result, out_dir / "trades.csv")
+    starting("equity.csv")
     write_equity_csv(result, out_dir / "equity.csv", hold)
+    starting("summary.json")
     (out_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
-    plots = _png_plots(result, hold)
+    plots = _png_plots(result, hold, lambda title: starting(f"plot: {title}"))
     if plots is None:
         plots = _svg_plots(result, hold)
+        finished = parts - 1
+    starting("report.html")
     page = out_dir / "report.html"
     page.write_text(render_html(result, summary, plots), encoding="utf-8")
     return page

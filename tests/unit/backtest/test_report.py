@@ -118,3 +118,34 @@ def test_report_without_matplotlib_draws_svg(
     html = write_report(result, summarize(result), tmp_path / "r").read_text()
     assert "data:image/png" not in html
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="plot"') == 4
+
+
+def test_report_moves_the_progress_at_each_file_and_plot(tmp_path: Path, loose: Cfg) -> None:
+    pytest.importorskip("matplotlib")
+    result = _run(loose)
+    heard: list[tuple[str, int, int]] = []
+    write_report(result, summarize(result), tmp_path / "r", progress=lambda *a: heard.append(a))
+    assert [what for what, _, _ in heard] == [
+        "trades.csv",
+        "equity.csv",
+        "summary.json",
+        "plot: Equity",
+        "plot: Buy & hold",
+        "plot: Drawdown",
+        "plot: BTC price",
+        "plot: ETH price",
+        "report.html",
+    ]
+    assert [done for _, done, _ in heard] == list(range(len(heard)))
+    assert {total for _, _, total in heard} == {len(heard)}
+
+
+def test_report_without_matplotlib_still_ends_its_progress_at_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loose: Cfg
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = _run(loose)
+    heard: list[tuple[str, int, int]] = []
+    write_report(result, summarize(result), tmp_path / "r", progress=lambda *a: heard.append(a))
+    what, done, total = heard[-1]
+    assert what == "report.html" and done == total - 1
