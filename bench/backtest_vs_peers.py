@@ -15,6 +15,7 @@ each, medians quoted; peak memory is the child's max RSS (``wait4``). freqtrade 
 runner replaces ccxt's market download with a static market list.
 
     python bench/backtest_vs_peers.py [--runs 5] [--workloads W1,W2] [--peers ...] [--markdown]
+    python bench/backtest_vs_peers.py --setup-only   # create the virtualenvs ahead of time
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ PACKAGES = {
     "backtesting": ["backtesting"],
     "freqtrade": ["freqtrade"],
 }
+VENVS = {"vectorbt": "vectorbt", "backtesting.py": "backtesting", "freqtrade": "freqtrade"}
+"""Tool name -> its virtualenv (and PACKAGES key); the numba loop runs in this interpreter."""
 CONVENTIONS = {
     "alura-bot": "a position still open when the data ends closes at the last close and counts",
     "numba-loop": "same conventions as alura-bot (written from the workload's description)",
@@ -303,9 +306,22 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--no-setup", action="store_true", help="never create virtualenvs")
+    ap.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="create (or refresh) the virtualenvs of the chosen tools, then exit: the first "
+        "setup takes minutes, worth doing ahead of a measurement",
+    )
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     ap.add_argument("--json", type=Path, help="also save the measurements here")
     args = ap.parse_args()
+    if args.setup_only:
+        for tool in args.peers.split(","):
+            if tool == "alura-bot":
+                print(ensure_alura_venv(args.cache, True))
+            elif tool in VENVS:
+                print(ensure_venv(args.cache, VENVS[tool], True))
+        return
     if not args.data.is_dir():
         raise SystemExit(f"candle data not found at {args.data}")
     measures = []
