@@ -454,9 +454,15 @@ class PositionsClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, *, hooks: list[RequestHook] | None = None, **transport_kw: Any
+        cls,
+        settings: Any,
+        *,
+        hooks: list[RequestHook] | None = None,
+        beside: Transport | None = None,
+        **transport_kw: Any,
     ) -> PositionsClient:
-        """Refuses to start without `positions.base_url` and a valid `positions.wallet_address`."""
+        """Refuses to start without `positions.base_url` and a valid `positions.wallet_address`.
+        With `beside`, it sends through that transport's HTTP client (one per process)."""
         p = settings.positions
         missing = [
             name for name in ("base_url", "wallet_address") if getattr(p, name, None) is None
@@ -466,7 +472,10 @@ class PositionsClient:
                 " and ".join(f"positions.{n}" for n in missing) + " must be set in the config"
             )
         _checked_wallet(p.wallet_address)  # before a transport (and its sockets) exists
-        transport = Transport(str(p.base_url), settings.http, hooks=hooks, **transport_kw)
+        if beside is not None:
+            transport = beside.for_service(str(p.base_url))
+        else:
+            transport = Transport(str(p.base_url), settings.http, hooks=hooks, **transport_kw)
         return cls(transport, wallet=p.wallet_address, layer=p.layer, decimals=p.decimals)
 
     async def aclose(self) -> None:

@@ -161,7 +161,10 @@ class _StopBeforeBudget(stop_base):
 
 
 class Transport:
-    """Owns the process's single `httpx.AsyncClient`; every API client sends through it."""
+    """Owns the process's single `httpx.AsyncClient`; every API client sends through it.
+
+    A second service (the positions API, on its own host) gets its own Transport from
+    `for_service`: its own rate limit and Retry-After hold, on the same client and pool."""
 
     def __init__(
         self,
@@ -172,6 +175,7 @@ class Transport:
         hooks: list[RequestHook] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings or HttpSettings()
         s = self.settings
@@ -183,7 +187,8 @@ class Transport:
         self._quiet_until = 0.0
         self._urls: dict[str, httpx.URL] = {}
         self._limiter = AsyncLimiter(s.rate_limit_burst, s.rate_limit_burst / s.rate_limit_per_s)
-        self._client = httpx.AsyncClient(
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(
                 connect=s.connect_timeout_s,
@@ -200,8 +205,20 @@ class Transport:
             follow_redirects=True,
         )
 
+    def for_service(self, base_url: str) -> Transport:
+        """A transport for another service through this one's client (URLs are absolute)."""
+        return Transport(
+            base_url,
+            self.settings,
+            hooks=self.hooks,
+            sleep=self._sleep,
+            monotonic=self._monotonic,
+            client=self._client,
+        )
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     def _absolute(self, url: str) -> httpx.URL:
         """The parsed absolute URL, kept: a daemon asks for the same few every tick, and httpx

@@ -167,7 +167,7 @@ class Daemon:
         if s.positions.base_url is not None and s.positions.wallet_address is not None:
             from bot.api.positions import PositionsClient
 
-            positions = PositionsClient.from_settings(s, hooks=hooks)
+            positions = PositionsClient.from_settings(s, beside=client.transport)
         engine = Engine(
             positions=positions,
             slots=build_slots(s),

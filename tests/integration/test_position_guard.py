@@ -244,3 +244,14 @@ async def test_a_positions_outage_does_not_block_the_start_up_reconcile(
     assert by_kind["open_quick"].state == "confirmed", by_kind["open_quick"].error
     assert [r.asset for r in journal.open_sessions()] == ["BTC"]
     assert by_kind["positions_close"].state == "unknown"
+
+
+async def test_the_positions_service_goes_through_the_daemons_one_http_client(
+    make_daemon: Any,
+) -> None:
+    daemon = await make_daemon(strategies=GUARD, positions_wallet=WALLET)
+    alura = daemon.parts.client.transport
+    positions = daemon.parts.engine.positions.transport
+    assert positions is not alura and positions._client is alura._client
+    assert positions._limiter is not alura._limiter  # its own rate limit and Retry-After
+    assert positions.hooks == alura.hooks  # its requests are counted and journaled alike

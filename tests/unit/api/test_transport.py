@@ -413,3 +413,25 @@ async def test_a_429_seen_while_another_read_backs_off_still_holds_that_read_bac
     first_429 = sent_at["/b"][0]
     assert len(sent_at["/a"]) == 2
     assert sent_at["/a"][1] >= first_429 + 30.0
+
+
+async def test_a_second_service_shares_the_one_http_client_with_its_own_limits() -> None:
+    from bot.api.transport import Transport
+
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return ok({"status": "ok"})
+
+    alura = Transport("http://alura.test", http_transport=httpx.MockTransport(handler))
+    positions = alura.for_service("http://positions.test")
+    assert positions._client is alura._client
+    assert positions._limiter is not alura._limiter
+    await positions.request("GET", "/api/positions")
+    await alura.request("GET", "/health")
+    assert hosts == ["positions.test", "alura.test"]
+    await positions.aclose()
+    assert not alura._client.is_closed  # the service transport does not own the client
+    await alura.aclose()
+    assert alura._client.is_closed
