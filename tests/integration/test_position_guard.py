@@ -255,3 +255,22 @@ async def test_the_positions_service_goes_through_the_daemons_one_http_client(
     assert positions is not alura and positions._client is alura._client
     assert positions._limiter is not alura._limiter  # its own rate limit and Retry-After
     assert positions.hooks == alura.hooks  # its requests are counted and journaled alike
+
+
+async def test_the_kill_switch_closes_every_own_position_and_session_on_the_next_tick(
+    make_daemon: Any, sim_server: Any
+) -> None:
+    sim_server.sim.positions.owner_check = False
+    mine, theirs = place(sim_server, WALLET), place(sim_server, OTHER)
+    guard = [{"name": "position_guard"}, GUARD[1]]  # default rules: only the kill switch acts
+    daemon = await make_daemon(strategies=guard, positions_wallet=WALLET)
+    sim_server.sim.clock.advance(HOUR)
+    first = await daemon.parts.engine.tick("1h")
+    assert first.opened and f"position:{mine}" not in first.closed
+    daemon.parts.journal.set_paused(True)  # what `alura-bot pause` / `close-all --yes` do
+    sim_server.sim.clock.advance(HOUR)
+    report = await daemon.parts.engine.tick("1h")
+    assert f"position:{mine}" in report.closed and set(first.opened) <= set(report.closed)
+    venue = sim_server.sim.positions
+    assert venue.get_position(mine).status != 1 and venue.get_position(theirs).status == 1
+    assert daemon.parts.journal.open_sessions() == []
