@@ -142,6 +142,8 @@ class Measure:
     rss_mb: list[float] = field(default_factory=list)
     result: dict[str, object] = field(default_factory=dict)
     error: str = ""
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
+    """1-minute load average as this tool's runs began: other work on a shared machine."""
 
     @property
     def wall(self) -> float:
@@ -262,12 +264,13 @@ def table(measures: list[Measure], markdown: bool) -> str:
         "whole process s (median)",
         "vs alura-bot",
         "peak MB",
+        "load",
     ]
     rows = []
     base = {m.workload: m.wall for m in measures if m.tool == "alura-bot" and m.walls}
     for m in measures:
         if m.error:
-            rows.append([m.workload, m.tool, "", "", "", "", f"failed: {m.error[:80]}", "", ""])
+            rows.append([m.workload, m.tool, "", "", "", "", f"failed: {m.error[:80]}", "", "", ""])
             continue
         r = m.result
         bt = r.get("backtest_s")
@@ -286,6 +289,7 @@ def table(measures: list[Measure], markdown: bool) -> str:
                 fmt(m.wall),
                 f"{ratio:.1f}x",
                 fmt(m.rss, 0),
+                f"{m.load:.2f}",
             ]
         )
     if markdown:
@@ -352,6 +356,7 @@ def main() -> None:
                         "rss_mb": m.rss_mb,
                         "result": m.result,
                         "error": m.error,
+                        "load": m.load,
                     }
                     for m in measures
                 ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numba
 import numpy as np
 from common import FAST, FEE, SL, SLOW, STAKE, TP, report
 from numba import njit
@@ -81,16 +82,21 @@ def load(path: str) -> np.ndarray:
     return np.loadtxt(path, delimiter=",", skiprows=1)
 
 
-cols = [load(f) for f in sys.argv[1:]]
-t0 = time.perf_counter()
-trades, pnl = 0, 0.0
-for m in cols:
-    k, p = run(m[:, 1], m[:, 2], m[:, 3], m[:, 4], FAST, SLOW, TP, SL, FEE, STAKE)
-    trades += k
-    pnl += p
-first = time.perf_counter() - t0
-t1 = time.perf_counter()
-for m in cols:
-    run(m[:, 1], m[:, 2], m[:, 3], m[:, 4], FAST, SLOW, TP, SL, FEE, STAKE)
-work = time.perf_counter() - t1
-report(trades, pnl, first, work_ms=1000 * work)
+def main() -> None:
+    cols = [load(f) for f in sys.argv[1:]]
+    t0 = time.perf_counter()
+    trades, pnl = 0, 0.0
+    for m in cols:
+        k, p = run(m[:, 1], m[:, 2], m[:, 3], m[:, 4], FAST, SLOW, TP, SL, FEE, STAKE)
+        trades += k
+        pnl += p
+    first = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for m in cols:
+        run(m[:, 1], m[:, 2], m[:, 3], m[:, 4], FAST, SLOW, TP, SL, FEE, STAKE)
+    work = time.perf_counter() - t1
+    report(trades, pnl, first, work_ms=1000 * work, version=numba.__version__)
+
+
+if __name__ == "__main__":  # bench/peers/core_vs_loop.py imports `run`
+    main()
