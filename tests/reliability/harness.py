@@ -769,10 +769,24 @@ def metric_values(text: str, name: str) -> dict[str, float]:
 
 HOSTILE = """
 seed = 11
+# When several rules fire for one request they act in this order and the first that answers
+# wins; the others still count as fired. So the two that only add something (a latency spike,
+# token expiry) come first and take effect whenever they fire, and each read endpoint has one
+# answering fault: what fired there is what the bot got. A create can draw three (503, builder
+# fee, lost answer); the venue's logged status says which one it got (see `fault_tallies`).
+[[rule]]
+kind = "latency"
+match = "GET *"
+probability = 0.05
+latency_ms = 700
+[[rule]]
+kind = "token_expiry"
+match = "GET /trading-sessions/active"
+every = 40
 [[rule]]
 kind = "rate_limit"
-match = "GET /api/indicators/*"
-probability = 0.08
+match = "GET /api/indicators/candles/*"
+probability = 0.12
 retry_after = "1"
 [[rule]]
 kind = "status"
@@ -780,19 +794,18 @@ match = "GET /trading-sessions/active"
 probability = 0.08
 status = 502
 [[rule]]
+kind = "drop"
+match = "GET /api/indicators/signals/*"
+every = 10
+[[rule]]
 kind = "status"
 match = "POST /trading-sessions"
 probability = 0.05
 status = 503
 [[rule]]
-kind = "latency"
-match = "GET *"
-probability = 0.05
-latency_ms = 700
-[[rule]]
-kind = "drop"
-match = "GET /api/indicators/*"
-every = 30
+kind = "builder_fee"
+match = "POST /trading-sessions"
+every = 6
 [[rule]]
 kind = "lost_response"
 match = "POST /trading-sessions"
@@ -801,15 +814,241 @@ probability = 0.1
 kind = "lost_response"
 match = "POST /trading-sessions/trades/*/close"
 probability = 0.1
-[[rule]]
-kind = "builder_fee"
-match = "POST /trading-sessions"
-every = 6
-[[rule]]
-kind = "token_expiry"
-match = "GET /trading-sessions/active"
-every = 40
 """
+CREATE = ("POST", "/trading-sessions")
+CLOSE = ("POST", "/trading-sessions/trades/{trade_id}/close")
+SIGNALS = "/api/indicators/signals/"
+SLOW_S = "0.5"
+"""A histogram bucket bound below HOSTILE's 700 ms spike: slower exchanges include every spike."""
+ERROR_KINDS = {
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "OutcomeUnknown",
+    "BuilderFeeApprovalFailed",
+    "Unauthorized",
+}
+"""The error kinds HOSTILE can cause; any other one is an error nothing injected."""
+
+
+@dataclass(frozen=True)
+class VenueCounts:
+    """What the venue had done at one moment: faults fired by kind, answers by status."""
+
+    fired: dict[str, int]
+    answers: Counter[tuple[str, str, int]]
+    """(method, path, status) of every request the venue had answered."""
+
+    def answered(self, status: int, method: str = "", path: str = "") -> int:
+        return sum(
+            n
+            for (m, p, st), n in self.answers.items()
+            if st == status and (not method or m == method) and (not path or p == path)
+        )
+
+    @classmethod
+    def of(cls, fired: dict[str, int], requests: list[dict[str, Any]]) -> VenueCounts:
+        answers = Counter((e["method"], e["path"], int(e["status"])) for e in requests)
+        return cls(dict(fired), answers)
+
+
+@dataclass(frozen=True)
+class BotCounts:
+    """The bot's own counters in one scrape of its /metrics."""
+
+    exchanges: dict[tuple[str, str, str], float]
+    """(method, endpoint template, code) -> `alura_bot_api_requests_total`; code "none" is an
+    exchange that ended without an answer (reset, cut, timeout: `bot.metrics.NO_RESPONSE`)."""
+    errors: dict[str, float]
+    """kind -> `alura_bot_api_errors_total` (one per failed exchange, `ApiError.kind`)."""
+    slow: float
+    """Exchanges slower than `SLOW_S`, from `alura_bot_api_request_duration_seconds`."""
+
+    def n(
+        self,
+        code: str,
+        method: str = "",
+        endpoint: Callable[[str], bool] | str = "",
+    ) -> float:
+        def wanted(e: str) -> bool:
+            return endpoint(e) if callable(endpoint) else not endpoint or e == endpoint
+
+        return sum(
+            v
+            for (m, e, c), v in self.exchanges.items()
+            if c == code and (not method or m == method) and wanted(e)
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> BotCounts:
+        def label(labels: str, name: str) -> str:
+            found = re.search(rf'{name}="([^"]*)"', labels)
+            return found.group(1) if found else ""
+
+        exchanges = {
+            (label(k, "method"), label(k, "endpoint"), label(k, "code")): v
+            for k, v in metric_values(text, "alura_bot_api_requests_total").items()
+        }
+        errors = {
+            label(k, "kind"): v
+            for k, v in metric_values(text, "alura_bot_api_errors_total").items()
+        }
+        family = "alura_bot_api_request_duration_seconds"
+        total = sum(metric_values(text, f"{family}_count").values())
+        fast = sum(
+            v
+            for k, v in metric_values(text, f"{family}_bucket").items()
+            if label(k, "le") == SLOW_S
+        )
+        return cls(exchanges, errors, total - fast)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One injected fault, or one error kind, against what the bot counted: the bot's figure
+    must lie in [low, high], the same relation taken on the venue before and after the scrape
+    (a request in flight across it may be counted on one side only)."""
+
+    fault: str
+    relation: str
+    low: float
+    bot: float
+    high: float
+
+    @property
+    def ok(self) -> bool:
+        return self.low <= self.bot <= self.high
+
+
+def fault_tallies(low: VenueCounts, bot: BotCounts, high: VenueCounts) -> list[Tally]:
+    """Every fault kind of HOSTILE, and every error kind it causes, checked against the bot's
+    metrics: exact where the venue can say what it did, a stated bound where it cannot."""
+    inf = float("inf")
+    create, close = CREATE[1], CLOSE[1]
+    lost_creates = bot.n("none", "POST", create)
+    lost_all = lost_creates + bot.n("none", "POST", close)
+    reads_5xx = bot.n("502", "GET") + bot.n("503", "GET")
+    writes_5xx = bot.n("502", "POST") + bot.n("503", "POST")
+    bot_401 = bot.n("401")
+    # a create answered 503 or 400 never reached the app, so a lost-answer (or, after the 503
+    # rule, a builder-fee) rule that fired for it too did nothing: fired exceeds what happened
+    # by at most those answers
+    shadowed_lost = high.answered(503, *CREATE) + high.answered(400, *CREATE)
+    shadowed_fee = high.answered(503, *CREATE)
+
+    def fired(counts: VenueCounts, kind: str) -> int:
+        return counts.fired.get(kind, 0)
+
+    def kind(name: str) -> float:
+        return bot.errors.get(name, 0.0)
+
+    return [
+        Tally(
+            "rate_limit",
+            "429 answers counted = fired",
+            fired(low, "rate_limit"),
+            bot.n("429"),
+            fired(high, "rate_limit"),
+        ),
+        Tally("rate_limit", "errors{RateLimited} = 429 answers", *[bot.n("429")] * 3),
+        Tally(
+            "status",
+            "502 + 503 answers counted = fired",
+            fired(low, "status"),
+            bot.n("502") + bot.n("503"),
+            fired(high, "status"),
+        ),
+        Tally(
+            "status",
+            "errors{ServerError} = 5xx to reads",
+            reads_5xx,
+            kind("ServerError"),
+            reads_5xx,
+        ),
+        Tally(
+            "drop",
+            "reads of signals without an answer = fired",
+            fired(low, "drop"),
+            bot.n("none", "GET", lambda e: e.startswith(SIGNALS)),
+            fired(high, "drop"),
+        ),
+        Tally(
+            "drop",
+            "errors{TransportError} = reads without an answer",
+            bot.n("none", "GET"),
+            kind("TransportError"),
+            bot.n("none", "GET"),
+        ),
+        Tally(
+            "lost_response",
+            "creates without an answer = creates the venue cut (logged 200, not 201)",
+            low.answered(200, *CREATE),
+            lost_creates,
+            high.answered(200, *CREATE),
+        ),
+        Tally(
+            "lost_response",
+            "fired - creates answered 503/400 <= creates + closes without an answer <= fired",
+            fired(low, "lost_response") - shadowed_lost,
+            lost_all,
+            fired(high, "lost_response"),
+        ),
+        Tally(
+            "lost_response",
+            "errors{OutcomeUnknown} = writes answered 5xx or not at all",
+            writes_5xx + lost_all,
+            kind("OutcomeUnknown"),
+            writes_5xx + lost_all,
+        ),
+        Tally(
+            "builder_fee",
+            "errors{BuilderFeeApprovalFailed} = creates answered 400",
+            low.answered(400, *CREATE),
+            kind("BuilderFeeApprovalFailed"),
+            high.answered(400, *CREATE),
+        ),
+        Tally(
+            "builder_fee",
+            "fired - creates answered 503 <= errors{BuilderFeeApprovalFailed} <= fired",
+            fired(low, "builder_fee") - shadowed_fee,
+            kind("BuilderFeeApprovalFailed"),
+            fired(high, "builder_fee"),
+        ),
+        Tally(
+            "token_expiry",
+            "401 answers counted = the venue's 401s",
+            low.answered(401),
+            bot_401,
+            high.answered(401),
+        ),
+        # every request still carrying the expired token is refused, and how many are in flight
+        # at that instant depends on scheduling: at least one per expiry, no fixed upper bound
+        Tally(
+            "token_expiry", "401 answers counted >= fired", fired(low, "token_expiry"), bot_401, inf
+        ),
+        Tally(
+            "token_expiry",
+            "errors{Unauthorized} = 401 answers",
+            bot_401,
+            kind("Unauthorized"),
+            bot_401,
+        ),
+        # a spike delays its answer by 700 ms; other exchanges may be slow too (a loaded CPU)
+        Tally(
+            "latency",
+            f"exchanges slower than {SLOW_S} s >= fired",
+            fired(low, "latency"),
+            bot.slow,
+            inf,
+        ),
+        Tally(
+            "(none)",
+            "errors of any other kind",
+            0,
+            sum(v for k, v in bot.errors.items() if k not in ERROR_KINDS),
+            0,
+        ),
+    ]
 
 
 @dataclass
@@ -820,9 +1059,7 @@ class SoakResult:
     log_problems: list[str]
     check: Check
     injected: dict[str, int]
-    statuses_at_venue: dict[str, int]
-    statuses_settled: dict[str, int]
-    statuses_at_bot: dict[str, float]
+    tallies: list[Tally]
     retry_after_violations: list[str]
     ticks: int
     requests: int
@@ -849,16 +1086,27 @@ def retry_after_violations(requests: list[dict[str, Any]], wait_s: float) -> lis
     return bad
 
 
+def _caught_up(low: VenueCounts, bot: BotCounts) -> bool:
+    """The bot has counted at least what the venue had done at `low` (the lower bounds hold):
+    answers the venue had sent may still be on their way to it."""
+    return all(t.bot >= t.low for t in fault_tallies(low, bot, low))
+
+
 def run_soak(
     workdir: Path, seconds: float, *, faults: str = HOSTILE, speed: float = 3600.0
 ) -> SoakResult:
-    """The daemon against a hostile venue for `seconds`; then SIGTERM, reconcile, check."""
+    """The daemon against a hostile venue for `seconds`; then count, SIGTERM, reconcile, check.
+
+    The bot keeps sending while it is counted, so the venue is read twice: before the scrape
+    (what the bot must have counted once the answers in flight have arrived: polled for) and
+    after it (more than the bot can have counted)."""
     venue = Venue(workdir / "venue", speed=speed, faults=faults)
     venue.workdir.mkdir(parents=True, exist_ok=True)
     venue.start()
     bot = Bot(workdir / "bot", venue)
     alive = True
     exit_code: int | None = None
+    metrics = ""
     try:
         assert bot.start(), "daemon died before READY"
         deadline = time.monotonic() + seconds
@@ -868,9 +1116,19 @@ def run_soak(
                 break
             time.sleep(0.25)  # the soak's duration, by design
         venue.pause()
-        scrape_started = time.time()
-        metrics = bot.metrics() if bot.alive() else ""
+        fired_low = venue.state()["faults"]["fired"]
+        venue.collect()
+        low = VenueCounts.of(fired_low, venue.requests)
+        if bot.alive():
+
+            def scraped() -> bool:
+                nonlocal metrics
+                metrics = bot.metrics()
+                return _caught_up(low, BotCounts.parse(metrics))
+
+            wait_until(scraped, timeout=30, every=0.1)
         scrape_done = time.time()
+        fired_high = venue.state()["faults"]["fired"]
         (workdir / "metrics.txt").write_text(metrics)
         exit_code = bot.terminate() if bot.alive() else bot.proc.returncode if bot.proc else None
         bot.reconcile()
@@ -879,22 +1137,13 @@ def run_soak(
     finally:
         bot.kill()
         venue.kill()
-    # a request the venue logged more than a second before the scrape has been answered and
-    # counted by the bot; one logged after the scrape cannot have been: the bot's count of each
-    # status must lie between the two
-    settled: Counter[str] = Counter(
-        str(e["status"]) for e in venue.requests if e["t"] < scrape_started - 1.0
-    )
     (workdir / "venue-requests.json").write_text(json.dumps(venue.requests))
-    at_venue: Counter[str] = Counter(
-        str(e["status"]) for e in venue.requests if e["t"] < scrape_done
-    )
-    at_bot: Counter[str] = Counter()
-    for labels, value in metric_values(metrics, "alura_bot_api_requests_total").items():
-        code = re.search(r'code="([^"]*)"', labels)
-        at_bot[code.group(1) if code else "?"] += value
+    # a request that reached the venue after the scrape cannot be in it
+    high = VenueCounts.of(fired_high, [e for e in venue.requests if e["t"] < scrape_done])
     with sqlite3.connect(f"file:{bot.journal_path}?mode=ro", uri=True) as db:
         ticks = db.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
+    tallies = fault_tallies(low, BotCounts.parse(metrics), high)
+    (workdir / "tallies.json").write_text(json.dumps([vars(t) for t in tallies], indent=1))
     return SoakResult(
         seconds=seconds,
         alive_throughout=alive,
@@ -902,9 +1151,7 @@ def run_soak(
         log_problems=log_problems(bot.log_path),
         check=check,
         injected=injected,
-        statuses_at_venue=dict(at_venue),
-        statuses_settled=dict(settled),
-        statuses_at_bot=dict(at_bot),
+        tallies=tallies,
         retry_after_violations=retry_after_violations(venue.requests, 1.0),
         ticks=int(ticks),
         requests=len(venue.requests),

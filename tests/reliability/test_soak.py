@@ -29,7 +29,8 @@ def test_daemon_survives_a_hostile_venue_and_agrees_with_it(tmp_path: Path) -> N
     assert r.check.problems == [], r.check.problems
     assert r.check.duplicate_attempts == 0
     assert r.retry_after_violations == [], r.retry_after_violations[:5]
-    # every kind of fault fired, and the bot's metrics count exactly what the venue answered
+    # every kind of fault fired, and the bot's metrics count each one as the venue applied it
+    # (the relations and why some are bounds, not equalities: harness.fault_tallies)
     assert set(r.injected) >= {
         "rate_limit",
         "status",
@@ -39,10 +40,9 @@ def test_daemon_survives_a_hostile_venue_and_agrees_with_it(tmp_path: Path) -> N
         "builder_fee",
         "token_expiry",
     }, r.injected
-    for code in ("429", "502", "503", "401"):
-        low, high = r.statuses_settled.get(code, 0), r.statuses_at_venue.get(code, 0)
-        assert low <= r.statuses_at_bot.get(code, 0) <= high, (code, r)
-    assert r.statuses_at_venue.get("429", 0) >= 2
+    miscounted = [t for t in r.tallies if not t.ok]
+    assert miscounted == [], "\n".join(map(str, miscounted))
+    assert r.injected["rate_limit"] >= 2
     assert r.ticks >= SOAK_S / 2
 
 
