@@ -46,7 +46,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
     print(
-        "\n| minutes | ticks | requests at venue | injected faults | duplicates | unresolved "
+        "\n| minutes | ticks | requests at venue | injected faults | duplicates | check problems "
         "| Retry-After violations | unhandled errors in log | exit code |\n"
         "|---:|---:|---:|---|---:|---:|---:|---:|---:|\n"
         f"| {r.seconds / 60:g} | {r.ticks} | {r.requests} "
