@@ -206,6 +206,8 @@ async def test_failing_strategy_does_not_block_the_others(
     report = await daemon.parts.engine.tick("1h")
     assert any("broken" in e for e in report.errors)
     assert [s["asset"] for s in venue_sessions(sim_server)] == ["ETH"]
+    ok, error = daemon.parts.journal.conn.execute("SELECT ok, error FROM ticks").fetchone()
+    assert ok == 1 and "strategy broken failed: RuntimeError: boom" in error  # journaled
 
 
 async def test_failing_position_manager_does_not_stop_the_tick(
@@ -525,22 +527,6 @@ async def test_a_hung_strategy_costs_only_its_own_decisions_and_is_skipped_while
     assert third.errors == []
     errors = [r[0] for r in daemon.parts.journal.conn.execute("SELECT error FROM ticks")]
     assert "stuck" in errors[0] and "stuck" in errors[1] and errors[2] is None
-
-
-async def test_a_failing_strategy_is_journaled_in_its_tick(
-    make_daemon: Any, sim_server: Any
-) -> None:
-    daemon = await make_daemon(
-        strategies=[
-            {"name": "broken", "assets": ["BTC"], "params": {"interval": "1h"}},
-            {"name": "always_long", "assets": ["ETH"], "params": {"interval": "1h"}},
-        ]
-    )
-    sim_server.sim.clock.advance(HOUR)
-    await daemon.parts.engine.tick("1h")
-    ok, error = daemon.parts.journal.conn.execute("SELECT ok, error FROM ticks").fetchone()
-    assert ok == 1
-    assert "strategy broken failed: RuntimeError: boom" in error
 
 
 async def test_a_decision_is_journaled_with_the_candle_and_indicator_values_it_was_made_on(
