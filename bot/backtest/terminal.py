@@ -1,6 +1,6 @@
 """The backtest's terminal summary: plain text laid out for the terminal's width.
 
-Plain text rather than rich tables for two reasons: importing and rendering rich cost ~40 ms of a
+Plain text rather than rich tables for two reasons: importing and rendering rich cost ~30 ms of a
 ~0.3 s one-year backtest, and a layout of our own never cuts a number short on an 80-column
 terminal. Figures that do not fit beside another move to a line of their own, long lists wrap
 between items, table headers wrap between words, and a table still too wide is printed in parts

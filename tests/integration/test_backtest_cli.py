@@ -99,7 +99,7 @@ def test_summary_on_an_80_column_terminal_cuts_no_figure(tmp_path: Path) -> None
 
 
 def test_a_backtest_summary_loads_no_rich(tmp_path: Path) -> None:
-    """Start-up is most of a one-year backtest: rich (~40 ms to import and render) stays out."""
+    """Start-up is most of a one-year backtest: rich (~30 ms to import and render) stays out."""
     code = (
         "import sys\n"
         "sys.argv = ['alura-bot', *sys.argv[1:]]\n"
