@@ -583,8 +583,7 @@ def _backtest(
         from bot.backtest.engine import run_backtest
         from bot.backtest.stats import summarize
 
-        gc.freeze()  # start-up is over (see run_alone): what it made is never collected
-        gc.enable()  # the run and the report may make garbage
+        _start_up_over()
         result = run_backtest(strategies, loaded.candles, cfg, progress=progress.step)
         if result.raw.t1 <= result.raw.t0:
             raise InputError("no candles inside --from/--to")
@@ -607,6 +606,15 @@ def _backtest(
     print_summary(summary, result, loaded, elapsed)
     if report is not None:
         typer.echo(f"report: {report / 'report.html'}")
+
+
+def _start_up_over() -> None:
+    """If run_alone turned the collector off for start-up: freeze what start-up made (alive
+    until exit, never worth a pass) and collect again, as the run and the report make garbage.
+    A backtest run in-process (tests, notebooks) leaves the collector alone."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _config(
@@ -879,7 +887,7 @@ def run_alone(command: str) -> Any:
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if command == "backtest":
-        gc.disable()  # _backtest turns it back on once start-up is over
+        gc.disable()  # _backtest turns it back on once start-up is over (_start_up_over)
     return _app([command])()
 
 

@@ -119,6 +119,20 @@ def test_a_backtest_summary_loads_no_rich(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_a_backtest_run_in_process_leaves_the_garbage_collector_alone(tmp_path: Path) -> None:
+    """Only the `alura-bot backtest` process turns the collector off for its start-up."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    frozen = gc.get_freeze_count()
+    out = CliRunner().invoke(app, ["backtest", *CANONICAL, "--synthetic", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
 def test_json_summary_matches_the_engine(tmp_path: Path) -> None:
     out = cli("backtest", *CANONICAL, "--synthetic", "3", "--no-reentry", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
