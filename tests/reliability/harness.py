@@ -87,6 +87,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 # -- the venue --------------------------------------------------------------------------------
 
+COLLECT_OVERLAP_S = 30.0
+"""Longer than any request stays in the venue (the bot's read timeout is 3 s, a spike 0.7 s)."""
+
 
 @dataclass
 class Venue:
@@ -160,8 +163,14 @@ class Venue:
         return dict(self.ctl("GET", "state"))
 
     def collect(self) -> None:
-        """Move the simulator's in-memory request log into `self.requests` (it dies with it)."""
-        since = self.requests[-1]["t"] if self.requests else 0.0
+        """Move the simulator's in-memory request log into `self.requests` (it dies with it).
+
+        The log is in answer order and `t` is the arrival time: a request still being handled
+        at the last collect arrived before entries already taken, so the next one reaches back
+        `COLLECT_OVERLAP_S` and drops what it already has. `self.requests` stays in answer order.
+        """
+        recent = self.requests[-500:]
+        since = max(e["t"] for e in recent) - COLLECT_OVERLAP_S if recent else 0.0
         got = self.ctl("GET", f"requests?since={since}")["requests"]
         seen = {(e["t"], e["method"], e["path"]) for e in self.requests if e["t"] >= since}
         self.requests += [e for e in got if (e["t"], e["method"], e["path"]) not in seen]
@@ -774,9 +783,21 @@ seed = 11
 # token expiry) come first and take effect whenever they fire, and each read endpoint has one
 # answering fault: what fired there is what the bot got. A create can draw three (503, builder
 # fee, lost answer); the venue's logged status says which one it got (see `fault_tallies`).
+# No latency on the rate-limited candles: a 429 then leaves when it arrives, which is what the
+# Retry-After measurement (taken from arrival times) needs.
 [[rule]]
 kind = "latency"
-match = "GET *"
+match = "GET /trading-sessions/*"
+probability = 0.05
+latency_ms = 700
+[[rule]]
+kind = "latency"
+match = "GET /api/indicators/signals/*"
+probability = 0.05
+latency_ms = 700
+[[rule]]
+kind = "latency"
+match = "GET /user/*"
 probability = 0.05
 latency_ms = 700
 [[rule]]
@@ -1071,18 +1092,20 @@ IN_FLIGHT_S = 0.02
 
 
 def retry_after_violations(requests: list[dict[str, Any]], wait_s: float) -> list[str]:
-    """Requests the bot sent within `wait_s` of a 429 answer (the venue's clock, one process)."""
-    ordered = sorted(requests, key=lambda e: e["t"])
+    """Requests the bot sent within `wait_s` of a 429 answer (the venue's clock, one process).
+
+    `requests` is in the venue's answer order, `t` the arrival time. A request answered before
+    the 429 had arrived before the 429 left, so the bot sent it before it could know: only those
+    answered after it are candidates (a 429 itself answers at once: HOSTILE adds no latency to
+    the rate-limited endpoint, so its arrival time is when it left)."""
     bad = []
-    for i, e in enumerate(ordered):
+    for i, e in enumerate(requests):
         if e["status"] != 429:
             continue
-        for later in ordered[i + 1 :]:
-            if later["t"] < e["t"] + IN_FLIGHT_S:
-                continue
-            if later["t"] >= e["t"] + wait_s - 0.05:
-                break
-            bad.append(f"{later['method']} {later['path']} {later['t'] - e['t']:.3f} s after a 429")
+        for later in requests[i + 1 :]:
+            if e["t"] + IN_FLIGHT_S <= later["t"] < e["t"] + wait_s - 0.05:
+                gap = later["t"] - e["t"]
+                bad.append(f"{later['method']} {later['path']} {gap:.3f} s after a 429")
     return bad
 
 
