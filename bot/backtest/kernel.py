@@ -15,7 +15,9 @@ the RiskGate cumulatively. An accepted open locks the session budget at once; it
 opens at the next bar's open.
 
 Inputs and outputs are flat float64/int64 arrays with the column layouts below, so the ahead-of-
-time compiled module needs one fixed signature.
+time compiled module needs one fixed signature. Before each row the loop checks that the output
+arrays have room for the most one row can write, so the helpers below just write; when one is
+short the run stops with a STATUS_*_FULL code, and the caller grows it and runs again.
 """
 
 from __future__ import annotations
@@ -189,9 +191,8 @@ def close_position(
     trades: F8,
     nt: int,
 ) -> int:
-    """SessionState._close: settle position j of asset a's session, record it; -1 when full."""
-    if nt >= trades.shape[0]:
-        return -1
+    """SessionState._close: settle position j of asset a's session, record it as trade ``nt``;
+    returns the next trade's index."""
     side = int(ss[a, SS_SIDE])
     qty = ps[a, j, PS_QTY]
     entry = ps[a, j, PS_ENTRY]
@@ -244,8 +245,6 @@ def close_all(
     """Close every open position of asset a's session at one price, oldest first."""
     while ss[a, SS_N_POS] > 0:
         nt = close_position(ss, ps, a, 0, price, ts, reason, fee_rate, trades, nt)
-        if nt < 0:
-            return -1
     return nt
 
 
@@ -296,6 +295,17 @@ def session_equity(ss: F8, ps: F8, a: int, price: float, fee_rate: float) -> flo
     return total
 
 
+def full_status(trades_full: bool, decisions_full: bool, sessions_full: bool) -> int:
+    """The STATUS_*_FULL code of the first output array short of room, else STATUS_OK."""
+    if trades_full:
+        return STATUS_TRADES_FULL
+    if decisions_full:
+        return STATUS_DECISIONS_FULL
+    if sessions_full:
+        return STATUS_SESSIONS_FULL
+    return STATUS_OK
+
+
 def run(
     ts: I8,
     o: F8,
@@ -316,8 +326,8 @@ def run(
 
     ``o/h/lo/c`` are (rows, assets) with NaN where an asset has no candle, ``sig`` is (rows,
     strategies, assets): row-major, so one timestamp's data sits together in memory; ``ts``
-    holds the rows' open times (ms). A full output array stops the run with a STATUS_*_FULL
-    code: the caller grows it and runs again.
+    holds the rows' open times (ms). An output array without room for one more row's records
+    stops the run with a STATUS_*_FULL code: the caller grows it and runs again.
     """
     n_assets = o.shape[1]
     n_strategies = sig.shape[1]
@@ -333,10 +343,12 @@ def run(
     cooldown_s = rp[RP_COOLDOWN_S]
     min_free = rp[RP_MIN_FREE]
 
+    slots = max(1, ip[IP_SLOTS])
     ss = np.zeros((n_assets, N_SS))
-    ps = np.zeros((n_assets, max(1, ip[IP_SLOTS]), N_PS))
+    ps = np.zeros((n_assets, slots, N_PS))
+    # the latest close and close time of each asset with a session (marks, end-of-data closes)
     last_price = np.full(n_assets, math.nan)
-    last_seen = np.zeros(n_assets)  # close time of each asset's latest candle
+    last_seen = np.zeros(n_assets)
     last_close_at = np.full(n_assets, -1.0)
     wallet = rp[RP_BALANCE]
     open_count = 0
@@ -348,8 +360,27 @@ def run(
     ns = 0
     in_market = 0
     counts[CT_STATUS] = STATUS_OK
+    # the most one row writes: a trade per position, a decision per (strategy, asset), a
+    # session end per asset; past these counts the next row might not fit
+    trades_limit = trades.shape[0] - n_assets * slots
+    decisions_limit = decisions.shape[0] - n_strategies * n_assets
+    sessions_limit = sessions.shape[0] - n_assets
 
     for t in range(t0, t1):
+        if open_count == 0:
+            # no session anywhere: unless a strategy flags something, the row changes nothing
+            # but the equity curve (so most rows of a one-asset run cost next to nothing)
+            flagged = 0
+            for s in range(n_strategies):
+                for a in range(n_assets):
+                    flagged |= sig[t, s, a]
+            if flagged == 0:
+                equity[t] = wallet
+                continue
+        status = full_status(nt > trades_limit, nd > decisions_limit, ns > sessions_limit)
+        if status != STATUS_OK:
+            counts[CT_STATUS] = status
+            return status
         bar_open = float(ts[t])
         bar_close = bar_open + step
         holding = False  # a position was open during this bar (exposure)
@@ -357,19 +388,14 @@ def run(
         # 1. every asset's bar: pending closes at the open, entries at the open, TP/SL, time stop
         for a in range(n_assets):
             op = o[t, a]
-            if math.isnan(op):
+            if ss[a, SS_ACTIVE] == 0.0 or math.isnan(op):
                 continue
             last_price[a] = c[t, a]
             last_seen[a] = bar_close
-            if ss[a, SS_ACTIVE] == 0.0:
-                continue
             end_reason = 0
             end_at = bar_close + delay
             if ss[a, SS_EXIT_PENDING] != 0.0:
                 nt = close_all(ss, ps, a, op, bar_open, R_SIGNAL, fee_rate, trades, nt)
-                if nt < 0:
-                    counts[CT_STATUS] = STATUS_TRADES_FULL
-                    return STATUS_TRADES_FULL
                 end_reason = R_SIGNAL
                 end_at = ss[a, SS_EXIT_AT]
             else:
@@ -395,15 +421,9 @@ def run(
                         continue
                     reason = R_TAKE_PROFIT if code == EXIT_TAKE_PROFIT else R_STOP_LOSS
                     nt = close_position(ss, ps, a, j, px, bar_close, reason, fee_rate, trades, nt)
-                    if nt < 0:
-                        counts[CT_STATUS] = STATUS_TRADES_FULL
-                        return STATUS_TRADES_FULL
                 ends = ss[a, SS_ENDS]
                 if ends >= 0.0 and bar_close >= ends:
                     nt = close_all(ss, ps, a, c[t, a], bar_close, R_TIME_STOP, fee_rate, trades, nt)
-                    if nt < 0:
-                        counts[CT_STATUS] = STATUS_TRADES_FULL
-                        return STATUS_TRADES_FULL
                     end_reason = R_TIME_STOP
                 elif ss[a, SS_N_POS] == 0.0:
                     budget = ss[a, SS_BUDGET]
@@ -413,9 +433,6 @@ def run(
                         end_reason = R_EXHAUSTED
             if end_reason != 0:
                 # the session is over: its cash returns to the wallet, its PnL books today
-                if ns >= sessions.shape[0]:
-                    counts[CT_STATUS] = STATUS_SESSIONS_FULL
-                    return STATUS_SESSIONS_FULL
                 net = ss[a, SS_REALISED] - ss[a, SS_FEES]
                 wallet += ss[a, SS_CASH]
                 open_count -= 1
@@ -449,9 +466,6 @@ def run(
                 active = ss[a, SS_ACTIVE] != 0.0
                 if active and int(ss[a, SS_OWNER]) == s:
                     if (flags & (EXIT_LONG | EXIT_SHORT)) != 0 and ss[a, SS_EXIT_PENDING] == 0.0:
-                        if nd >= decisions.shape[0]:
-                            counts[CT_STATUS] = STATUS_DECISIONS_FULL
-                            return STATUS_DECISIONS_FULL
                         rec = decisions[nd]
                         rec[DC_TIME] = now
                         rec[DC_ASSET] = a
@@ -491,9 +505,6 @@ def run(
                     wallet,
                     min_free,
                 )
-                if nd >= decisions.shape[0]:
-                    counts[CT_STATUS] = STATUS_DECISIONS_FULL
-                    return STATUS_DECISIONS_FULL
                 rec = decisions[nd]
                 rec[DC_TIME] = now
                 rec[DC_ASSET] = a
@@ -511,6 +522,8 @@ def run(
                 open_count += 1
                 in_use += budget
                 ss[a, SS_ACTIVE] = 1.0
+                last_price[a] = c[t, a]
+                last_seen[a] = bar_close
                 ss[a, SS_OWNER] = s
                 ss[a, SS_SIDE] = side
                 ss[a, SS_BUDGET] = budget
@@ -543,16 +556,14 @@ def run(
             in_market += 1
 
     # 4. whatever is still open closes at its asset's last close when the data ends
+    status = full_status(nt > trades_limit, False, ns > sessions_limit)
+    if status != STATUS_OK:
+        counts[CT_STATUS] = status
+        return status
     for a in range(n_assets):
         if ss[a, SS_ACTIVE] == 0.0:
             continue
         nt = close_all(ss, ps, a, last_price[a], last_seen[a], R_END, fee_rate, trades, nt)
-        if nt < 0:
-            counts[CT_STATUS] = STATUS_TRADES_FULL
-            return STATUS_TRADES_FULL
-        if ns >= sessions.shape[0]:
-            counts[CT_STATUS] = STATUS_SESSIONS_FULL
-            return STATUS_SESSIONS_FULL
         net = ss[a, SS_REALISED] - ss[a, SS_FEES]
         wallet += ss[a, SS_CASH]
         ss[a, SS_ACTIVE] = 0.0
@@ -577,5 +588,5 @@ def run(
     return STATUS_OK
 
 
-KERNEL_FUNCTIONS = (close_position, close_all, open_position, session_equity, run)
+KERNEL_FUNCTIONS = (close_position, close_all, open_position, session_equity, full_status, run)
 """Every function of this module the compiled loop needs, in dependency order."""

@@ -136,6 +136,63 @@ def test_output_arrays_grow_when_a_run_fills_them() -> None:
     assert len(raw.trades) > 64
 
 
+@pytest.mark.parametrize("which", ["trades", "decisions", "sessions"])
+def test_the_loop_never_writes_past_an_output_array(which: str) -> None:
+    # The compiled loop has no bounds checks: it must stop (STATUS_*_FULL) before a row whose
+    # records might not fit. Each array is a view of a larger one filled with NaN, so a record
+    # written past its end would show; with room enough, the records are the plain loop's.
+    cfg = configs()[0]
+    market = random_market(3)
+    bits = random_flags(3, market)
+    sessions = np.stack([session_row(s, cfg) for s in STRATEGIES])
+    want = simulate(market, bits, sessions, cfg, kernel=compiled.load("python"))
+    columns = {"trades": K.N_TR, "decisions": K.N_DC, "sessions": K.N_SE}
+    needed = len(getattr(want, which))
+    full_code = {
+        "trades": K.STATUS_TRADES_FULL,
+        "decisions": K.STATUS_DECISIONS_FULL,
+        "sessions": K.STATUS_SESSIONS_FULL,
+    }[which]
+    t0, t1 = market.window(cfg.start_ms, cfg.end_ms)
+    slots = int(sessions[:, K.SP_MAX_POSITIONS].max())
+    ip = np.array([t0, t1, market.interval_ms, cfg.decision_delay_ms, slots], dtype=np.int64)
+    fn = compiled.load()
+    outcomes = set()
+    for room in range(needed + 12):
+        big = {
+            k: np.full((needed + 64 if k == which else 4096, n), np.nan) for k, n in columns.items()
+        }
+        out = {k: v[:room] if k == which else v for k, v in big.items()}
+        counts = np.zeros(K.N_CT, dtype=np.int64)
+        status = fn(
+            market.ts,
+            market.open,
+            market.high,
+            market.low,
+            market.close,
+            bits,
+            sessions,
+            cfg.risk_row(),
+            ip,
+            out["trades"],
+            out["decisions"],
+            out["sessions"],
+            np.empty(len(market)),
+            counts,
+        )
+        assert np.isnan(big[which][room:]).all(), f"a record was written past {room} {which}"
+        outcomes.add(status)
+        if status == K.STATUS_OK:
+            assert room >= needed
+            assert np.array_equal(out["trades"][: counts[K.CT_TRADES]], want.trades)
+            assert np.array_equal(out["decisions"][: counts[K.CT_DECISIONS]], want.decisions)
+            assert np.array_equal(out["sessions"][: counts[K.CT_SESSIONS]], want.sessions)
+        else:
+            assert status == full_code
+            assert counts[K.CT_STATUS] == full_code
+    assert outcomes == {K.STATUS_OK, full_code}
+
+
 def test_kernel_key_changes_with_the_money_math(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
