@@ -21,9 +21,13 @@ What it checks, each a PASS or FAIL line, exit status 1 if any failed:
     there, mode 0600, owned by 10001), against compose's `sim` command in its own container,
     reached by name on a network (http://sim:8080);
   - live: after the stop, the simulator holds exactly the journal's sessions, under the key's
-    wallet, each opened by a confirmed intent; the key is in no log line, journal file or metric.
+    wallet, each opened by a confirmed intent; the key is in no log line, journal file or metric;
+  - compose's `prometheus` command and files (Debian's prometheus binary in the stand-in image:
+    the official one cannot be pulled): every alert rule loads, and it scrapes the live bot by
+    its compose name, bot:9108. Grafana is not run (no package, no image).
 
-Run as root on Debian 12 (it apt-get installs podman, runc, debootstrap when missing):
+Run as root on Debian 12 (it apt-get installs podman, runc, debootstrap when missing; the
+Prometheus leg is skipped, saying so, without Debian's `prometheus` package):
 
     python3 deploy/podman_check.py            # ~3 min the first time, ~40 s when cached
     python3 deploy/podman_check.py --keep     # leave the containers and volumes for a look
@@ -54,6 +58,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -242,25 +247,32 @@ def build_standin(c: Check, mirror: str) -> None:
     c.number("stand-in base built in", f"{time.monotonic() - started:.0f} s")
 
 
-def build_image(c: Check) -> None:
-    """`podman build` of the committed tree (git archive HEAD: nothing uncommitted gets in).
-    --format docker: OCI image configs have no HEALTHCHECK, podman would drop it."""
-    with tempfile.TemporaryDirectory(prefix="alura-podman-ctx.") as ctx:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", ctx], input=archive, check=True)
-        say(f"podman build (context: git archive HEAD, PYTHON_IMAGE={STANDIN})")
-        started = time.monotonic()
-        out = subprocess.run(
-            [
-                *(*c.podman, "build", "--format", "docker", *c.ulimits),
-                *("--build-arg", f"PYTHON_IMAGE={STANDIN}", "-t", IMAGE, ctx),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        took = time.monotonic() - started
+def committed_tree(into: Path) -> Path:
+    """The committed tree (git archive HEAD): the build context and the files compose mounts,
+    so nothing uncommitted gets in."""
+    tree = into / "repo"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def build_image(c: Check, tree: Path) -> None:
+    """`podman build` of the committed tree. --format docker: an OCI image config has no
+    HEALTHCHECK field, podman would drop it."""
+    say(f"podman build (context: git archive HEAD, PYTHON_IMAGE={STANDIN})")
+    started = time.monotonic()
+    out = subprocess.run(
+        [
+            *(*c.podman, "build", "--format", "docker", *c.ulimits),
+            *("--build-arg", f"PYTHON_IMAGE={STANDIN}", "-t", IMAGE, str(tree)),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    took = time.monotonic() - started
     log = c.workdir / "build.log"
     log.write_text(out.stdout + out.stderr)
     if not c.expect("podman build", out.returncode == 0, f"log: {log}"):
@@ -324,10 +336,10 @@ def wait_for(what: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
-def compose_services() -> dict[str, Any]:
+def compose_services(tree: Path) -> dict[str, Any]:
     import yaml  # type: ignore[import-untyped]
 
-    services: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]
+    services: dict[str, Any] = yaml.safe_load((tree / "compose.yaml").read_text())["services"]
     return services
 
 
@@ -377,6 +389,84 @@ def simulator(c: Check, services: dict[str, Any]) -> Iterator[None]:
             c.run("network", "rm", "-f", NETWORK, check=False)
 
 
+@contextmanager
+def prometheus(c: Check, services: dict[str, Any], tree: Path) -> Iterator[int | None]:
+    """compose's `prometheus` service: its command, read-only root, config and alert files and
+    data volume, on the bot's network. The official image cannot be pulled: Debian's prometheus
+    binary runs in the stand-in image instead (it needs only libc), as root. Yields the port
+    it is published on (loopback), or None when Debian's prometheus is not installed."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        print("SKIP  Prometheus scraping the bot: `apt-get install prometheus` to check it")
+        yield None
+        return
+    svc = services["prometheus"]
+    mounts = ["-v", f"{binary}:/bin/prometheus:ro"]
+    for volume in svc.get("volumes", []):
+        source, target, *mode = str(volume).split(":")
+        if source.startswith("./"):
+            source = str(tree / source)
+        else:  # a named volume of the compose project
+            source = f"{NETWORK}-{source}"
+            c.run("volume", "create", source)
+        mounts += ["-v", ":".join([source, target, *mode])]
+    port = free_port()
+    c.run(
+        *("run", "-d", "--name", "prometheus", "--network", NETWORK, *c.ulimits),
+        *(*hardening(svc), *mounts, "-p", f"127.0.0.1:{port}:9090"),
+        *("--entrypoint", "/bin/prometheus", STANDIN, *svc["command"]),
+    )
+    try:
+        took = wait_for(lambda: http(f"http://127.0.0.1:{port}/-/ready")[0] == 200, 60)
+        if not c.expect("Prometheus (compose's command and files) is ready", took is not None):
+            print(c.run("logs", "prometheus", check=False)[-3000:])
+            yield None
+            return
+        rules = json.loads(http(f"http://127.0.0.1:{port}/api/v1/rules?type=alert")[1])
+        loaded = sum(len(g["rules"]) for g in rules["data"]["groups"])
+        alerts = (tree / "deploy/alerts.yml").read_text().count("- alert:")
+        c.expect(
+            "Prometheus loaded every alert rule of deploy/alerts.yml",
+            loaded == alerts > 0,
+            f"{loaded} of {alerts}",
+        )
+        yield port
+    finally:
+        if not c.keep:
+            c.run("rm", "-f", "-v", "-t", "0", "prometheus", check=False)
+            c.run("volume", "rm", "-f", f"{NETWORK}-prometheus-data", check=False)
+
+
+def check_scraped(c: Check, port: int | None, since: float) -> None:
+    """Prometheus reaches the bot by its compose name (bot:9108) and sees its API requests, in
+    samples taken after `since` (wall clock): this container's, not an earlier one's."""
+    if port is None:
+        return
+    series = 'alura_bot_api_requests_total{job="alura-bot",instance="bot:9108"}'
+    found: dict[str, float] = {}
+
+    def query(promql: str) -> float | None:
+        body = http(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}")[1]
+        result = json.loads(body)["data"]["result"] if body else []
+        return float(result[0]["value"][1]) if result else None
+
+    def scraped() -> bool:
+        oldest = query(f"min(timestamp({series}))")
+        total = query(f"sum({series})")
+        if oldest is None or total is None:
+            return False
+        found.update(oldest=oldest, total=total)
+        return oldest > since and total > 0
+
+    took = wait_for(scraped, 60)  # compose's scrape interval is 15 s
+    c.expect(
+        "Prometheus scrapes the bot at bot:9108 (its API requests counted)",
+        took is not None,
+        f"{found.get('total', 0):.0f} requests, sampled {found.get('oldest', 0) - since:+.1f} s "
+        "after the start",
+    )
+
+
 def config_dir(base: Path, mode: str) -> Path:
     """A config directory for /etc/alura-bot: the first 1m tick ~12 s from now (its offset in
     the minute), always_long on BTC and ETH, no cooldown."""
@@ -411,7 +501,8 @@ def run_bot(
     c.run("volume", "create", f"{name}-state")
     flags = hardening(services["bot"])
     c.run(
-        *("run", "-d", "--name", name, "--network", NETWORK, *c.ulimits, *flags),
+        *("run", "-d", "--name", name, "--network", NETWORK, "--network-alias", "bot"),
+        *(*c.ulimits, *flags),
         *("-v", f"{name}-state:/var/lib/alura-bot", "-p", f"127.0.0.1:{port}:9108"),
         *[f for e in env for f in ("-e", e)],
         *[f for m in mounts for f in ("-v", m)],
@@ -569,41 +660,14 @@ def wait_for_sessions(c: Check, name: str, mode: str) -> dict[str, int]:
     return counts
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/alura-podman"))  # noqa: S108 - root's cache
-    parser.add_argument(
-        "--storage-driver", default="overlay", help="overlay, or vfs where overlay cannot mount"
-    )
-    parser.add_argument("--runtime", default="runc")
-    parser.add_argument("--mirror", default="http://deb.debian.org/debian")
-    parser.add_argument("--keep", action="store_true", help="leave the containers and volumes")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("podman_check: run as root (debootstrap, rootful podman)", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    ensure_tools()
-    c = Check(args.workdir, args.storage_driver, args.runtime, keep=args.keep)
-    version = c.run("--version").strip()
-    say(f"{version}, runtime {args.runtime}, storage {args.storage_driver} in {args.workdir}")
-    for name in ("bot-compose", "bot-paper", "bot-live", "sim"):
-        c.run("rm", "-f", "-v", "-t", "0", name, check=False)
-        c.run("volume", "rm", "-f", f"{name}-state", check=False)
-    c.run("network", "rm", "-f", NETWORK, check=False)
-    build_standin(c, args.mirror)
-    build_image(c)
-    inspect_image(c)
-    services = compose_services()
+def run_containers(c: Check, tree: Path, tmpdir: Path) -> None:
+    """The simulator and Prometheus as compose has them, then the bot three ways."""
+    services = compose_services(tree)
     grace_s = int(str(services["bot"].get("stop_grace_period", "10s")).removesuffix("s"))
-    with tempfile.TemporaryDirectory(prefix="alura-podman-check.") as tmp, simulator(c, services):
-        tmpdir = Path(tmp)
-        tmpdir.chmod(0o755)
-
+    with simulator(c, services), prometheus(c, services, tree) as prom:
         say("compose's defaults: example config, /dev/null as the key secret, paper mode")
         mounts = [
-            f"{REPO / 'config/alura-bot.example.toml'}:/etc/alura-bot/config.toml:ro",
+            f"{tree / 'config/alura-bot.example.toml'}:/etc/alura-bot/config.toml:ro",
             f"/dev/null:{SECRET_PATH}:ro",
         ]
         name, port = run_bot(
@@ -628,10 +692,12 @@ def main() -> int:
         os.chown(key_file, UID, UID)
         key_file.chmod(0o400)
         mounts = [f"{config_dir(tmpdir, 'live')}:/etc/alura-bot:ro", f"{key_file}:{SECRET_PATH}:ro"]
+        live_started = time.time()
         name, port = run_bot(c, "bot-live", services, mounts, ["run", "--live"])
         check_running(c, name, port)
         wait_for_sessions(c, name, "live")
         wallet = c.run("exec", name, "python", "-c", WALLET).strip()
+        check_scraped(c, prom, live_started)
         metrics = http(f"http://127.0.0.1:{port}/metrics")[1].decode()
         check_writes(c, name, mounts)
         log = stop_and_check(c, name, grace_s)
@@ -661,6 +727,40 @@ def main() -> int:
             for n in ("bot-compose", "bot-paper", "bot-live"):
                 c.run("rm", "-f", "-v", n, check=False)
                 c.run("volume", "rm", "-f", f"{n}-state", check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/alura-podman"))  # noqa: S108 - root's cache
+    parser.add_argument(
+        "--storage-driver", default="overlay", help="overlay, or vfs where overlay cannot mount"
+    )
+    parser.add_argument("--runtime", default="runc")
+    parser.add_argument("--mirror", default="http://deb.debian.org/debian")
+    parser.add_argument("--keep", action="store_true", help="leave the containers and volumes")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("podman_check: run as root (debootstrap, rootful podman)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ensure_tools()
+    c = Check(args.workdir, args.storage_driver, args.runtime, keep=args.keep)
+    version = c.run("--version").strip()
+    say(f"{version}, runtime {args.runtime}, storage {args.storage_driver} in {args.workdir}")
+    for name in ("bot-compose", "bot-paper", "bot-live", "sim", "prometheus"):  # a --keep run's
+        c.run("rm", "-f", "-v", "-t", "0", name, check=False)
+        c.run("volume", "rm", "-f", f"{name}-state", check=False)
+    c.run("volume", "rm", "-f", f"{NETWORK}-prometheus-data", check=False)
+    c.run("network", "rm", "-f", NETWORK, check=False)
+    build_standin(c, args.mirror)
+    with tempfile.TemporaryDirectory(prefix="alura-podman-check.") as tmp:
+        tmpdir = Path(tmp)
+        tmpdir.chmod(0o755)
+        tree = committed_tree(tmpdir)
+        build_image(c, tree)
+        inspect_image(c)
+        run_containers(c, tree, tmpdir)
     c.number("whole check", f"{time.monotonic() - started:.0f} s")
     if c.failures:
         print(f"podman_check: {len(c.failures)} FAILED: {'; '.join(c.failures)}")
