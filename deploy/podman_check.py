@@ -33,7 +33,8 @@ Prometheus leg is skipped, saying so, without Debian's `prometheus` package):
     python3 deploy/podman_check.py --keep     # leave the containers and volumes for a look
 
 Podman's storage and the stand-in's root filesystem live under --workdir (default
-/var/tmp/alura-podman); later runs reuse them (the build's layer cache included).
+/var/tmp/alura-podman); later runs reuse them (the build's layer cache included). The storage
+keeps every earlier build's layers (2.4 GB after a few): delete the directory to start afresh.
 """
 
 # This script's whole job is running podman, apt-get and debootstrap with arguments it builds
