@@ -11,6 +11,8 @@ called alternately (other work on a shared machine moves single timings by 2x), 
 - loop: `numba_loop_run.run` as the peer benchmark runs it and the issue quotes it ("its work
   itself"): one asset at a time, its two SMAs computed inside the call, no equity curve, no
   records.
+- core with its signal step: the strategy's vectorised SMAs and crosses (`strategy_flags`) and
+  then `simulate`, against the loop with its SMAs inside: the like-for-like figure end to end.
 - loop, trading part: the same loop without its SMA passes, given the SMAs computed beforehand:
   the same inputs precomputed as the core's, so this is the like-for-like figure. It is a copy of
   `run` split in two (`smas`, `trade`); the script checks that the two halves give exactly
@@ -185,13 +187,22 @@ def main() -> None:
         ) -> None:
             simulate(market, flags, s, cfg)
 
-        ms = alternated_ms({"core": core, "loop": loop, "trading": trading}, int(calls))
+        def end_to_end(
+            market: Market = market, s: np.ndarray = sessions, strategy: EmaCross = strategy
+        ) -> None:
+            simulate(market, strategy_flags(strategy, market)[:, None, :], s, cfg)
+
+        ms = alternated_ms(
+            {"core": core, "loop": loop, "trading": trading, "both": end_to_end}, int(calls)
+        )
         print(
             f"{name}: {len(market):,} rows x {len(market.symbols)} assets, {len(raw.trades)} "
             f"trades; core (simulate) {ms['core']:.3f} ms; plain numba loop {ms['loop']:.3f} ms "
             f"(SMAs inside): {ms['core'] / ms['loop']:.2f}x; its trading part "
             f"{ms['trading']:.3f} ms (SMAs given, like the core's flags): "
-            f"{ms['core'] / ms['trading']:.2f}x (medians of {calls} warm calls each, "
+            f"{ms['core'] / ms['trading']:.2f}x; core with the strategy's own signal step "
+            f"{ms['both']:.3f} ms against the loop with its SMAs: {ms['both'] / ms['loop']:.2f}x "
+            f"(medians of {calls} warm calls each, "
             f"alternated; load average {os.getloadavg()[0]:.2f})"
         )
 
