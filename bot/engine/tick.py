@@ -8,6 +8,7 @@ that moves money (safety rule 2). An unknown outcome is reconciled, never retrie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -68,18 +69,17 @@ class SlotWorker:
     def _loop(self) -> None:
         while True:
             fn, future = self._jobs.get()
-            loop = future.get_loop()
+            result: Any = None
+            failure: BaseException | None = None
             try:
                 result = fn()
             except Exception as exc:  # handed to the awaiting tick, which journals it
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                failure = exc
             except BaseException as exc:  # a strategy's sys.exit() must not end the daemon
                 failure = RuntimeError(f"{type(exc).__name__} raised in the strategy")
-                loop.call_soon_threadsafe(_settle, future, None, failure)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
-            finally:
-                self.busy = False
+            self.busy = False
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                future.get_loop().call_soon_threadsafe(_settle, future, result, failure)
 
     async def run(self, fn: Callable[[], T], timeout_s: float) -> T:
         if self.busy:
