@@ -86,6 +86,30 @@ class DemoState:
     signals: dict[str, Any] = field(default_factory=dict)
     """The latest 1h signals: kept across the other intervals' ticks so the table never blanks."""
 
+    def record(self, report: TickReport, snapshot: Any, market_ms: int) -> None:
+        """What the live table shows of one finished tick."""
+        if snapshot is not None and snapshot.interval == "1h" and snapshot.signals:
+            self.signals = dict(snapshot.signals)
+        self.ticks += 1
+        self.opened += len(report.opened)
+        self.closed += len(report.closed)
+        self.errors += len(report.errors)
+        stamp = datetime.fromtimestamp(market_ms / 1000, UTC).strftime("%m-%d %H:%M")
+        for decision, accepted, reason in report.decisions:
+            if isinstance(decision, Hold):
+                continue
+            verdict = "[green]accepted[/]" if accepted else f"[yellow]vetoed: {reason}[/]"
+            self.vetoes += 0 if accepted else 1
+            self.decisions.append(
+                (
+                    stamp,
+                    decision.strategy,
+                    decision_action(decision),
+                    getattr(decision, "asset", "") or "",
+                    verdict,
+                )
+            )
+
 
 @dataclass(frozen=True)
 class DemoSummary:
@@ -269,28 +293,8 @@ async def run_demo(
     finished = False
 
     def on_tick(report: TickReport) -> None:
-        snap = daemon.parts.engine.last_snapshot if daemon.parts is not None else None
-        if snap is not None and snap.interval == "1h" and snap.signals:
-            state.signals = dict(snap.signals)
-        state.ticks += 1
-        state.opened += len(report.opened)
-        state.closed += len(report.closed)
-        state.errors += len(report.errors)
-        stamp = datetime.fromtimestamp(sim.clock.now_ms() / 1000, UTC).strftime("%m-%d %H:%M")
-        for decision, accepted, reason in report.decisions:
-            if isinstance(decision, Hold):
-                continue
-            verdict = "[green]accepted[/]" if accepted else f"[yellow]vetoed: {reason}[/]"
-            state.vetoes += 0 if accepted else 1
-            state.decisions.append(
-                (
-                    stamp,
-                    decision.strategy,
-                    decision_action(decision),
-                    getattr(decision, "asset", "") or "",
-                    verdict,
-                )
-            )
+        snapshot = daemon.parts.engine.last_snapshot if daemon.parts is not None else None
+        state.record(report, snapshot, sim.clock.now_ms())
 
     metrics_server = None
     try:
