@@ -248,7 +248,7 @@ async def _act(
     daemon's reconciliation (never retried here)."""
     from bot.api.alura import AluraClient
     from bot.api.errors import ApiError, OutcomeUnknown
-    from bot.api.models import applied_amount
+    from bot.api.models import applied_amounts
     from bot.journal import Journal, SessionRow
 
     journal = Journal.open(settings.journal_path)
@@ -276,9 +276,7 @@ async def _act(
                 result = await call(client)
                 raw = result.model_dump(mode="json", by_alias=True)
                 if close_id is not None:
-                    endpoint = "/trading-sessions/trades/{trade_id}/close"
-                    pnl = applied_amount(raw, "realizedPnl", endpoint)
-                    fees = applied_amount(raw, "feesPaid", endpoint)
+                    pnl, fees = applied_amounts(raw, "/trading-sessions/trades/{trade_id}/close")
             except OutcomeUnknown as exc:
                 journal.mark_unknown(intent, str(exc), _now_ms())
                 typer.echo(f"outcome unknown ({exc.message}); the daemon reconciles it", err=True)

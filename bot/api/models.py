@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -19,9 +19,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    ValidationError,
     field_validator,
 )
 
+from bot.api.errors import OutcomeUnknown
 from bot.domain import ExecutionStrategy, SignalKind, StrategyDuration
 
 MAX_WIRE_DIGITS = 15
@@ -283,23 +285,29 @@ class Generic(_Response):
     """An endpoint whose answer the documents do not describe: every field is kept as sent."""
 
 
-def applied_amount(answer: Mapping[str, Any], key: str, endpoint: str) -> Decimal:
-    """A money field of the answer to a request that was applied (a close): absent is zero, but
-    an unreadable value makes the outcome unknown, so the caller reconciles from the venue's
-    logs instead of journaling a failure for a close that happened."""
-    from bot.api.errors import OutcomeUnknown
+class ClosedAmounts(_Response):
+    """The money fields of the answer to an applied close, read by the same `Money` rules as
+    every other answer."""
 
-    value = answer.get(key)
-    if value is None:
-        return Decimal(0)
+    realized_pnl: Money | None = Field(
+        default=None, validation_alias=AliasChoices("realizedPnl", "realized_pnl")
+    )
+    fees_paid: Money | None = Field(
+        default=None, validation_alias=AliasChoices("feesPaid", "fees_paid")
+    )
+
+
+def applied_amounts(answer: Mapping[str, Any], endpoint: str) -> tuple[Decimal, Decimal]:
+    """(realised PnL, fees) of a close that was applied: absent is zero, but an unreadable
+    amount makes the outcome unknown, so the caller reconciles from the venue's logs instead of
+    journaling a failure for a close that happened."""
     try:
-        amount = Decimal(str(value)) if not isinstance(value, bool) else None
-    except InvalidOperation:
-        amount = None
-    if amount is None or not amount.is_finite():
+        closed = ClosedAmounts.model_validate(answer)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
         raise OutcomeUnknown(
-            f"the answer's {key} is not an amount ({str(value)[:40]!r}): reconciling",
+            f"the answer's {fields or 'amounts'}: not an amount; reconciling",
             endpoint=endpoint,
             method="POST",
-        )
-    return amount
+        ) from None
+    return closed.realized_pnl or Decimal(0), closed.fees_paid or Decimal(0)

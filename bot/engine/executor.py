@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot.api.alura import AluraClient
-from bot.api.models import AdvancedSessionRequest, QuickSessionRequest, applied_amount
+from bot.api.models import AdvancedSessionRequest, QuickSessionRequest, applied_amounts
 from bot.api.positions import Position, PositionsClient
 from bot.domain import INTERVAL_SECONDS, AssetRegistry, OpenAdvanced, OpenQuick, Side
 from bot.engine.market import MarketSnapshot
@@ -177,12 +177,8 @@ class LiveExecutor:
         endpoint = "/user/close-position"
         if trade_id:
             endpoint = "/trading-sessions/trades/{trade_id}/close"
-        return Closed(
-            session_id,
-            applied_amount(raw, "realizedPnl", endpoint),
-            applied_amount(raw, "feesPaid", endpoint),
-            raw,
-        )
+        realized, fees = applied_amounts(raw, endpoint)
+        return Closed(session_id, realized, fees, raw)
 
     async def close_position(self, positions: PositionsClient, position_id: int) -> Position | None:
         return await positions.close_position(position_id)
