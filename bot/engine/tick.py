@@ -113,11 +113,10 @@ class StrategySlot:
 
     strategy: Strategy[Any] | PositionManager
     assets: list[str]
-    worker: SlotWorker | None = field(default=None, repr=False, compare=False)
+    worker: SlotWorker = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.worker is None:
-            self.worker = SlotWorker(self.strategy.name)
+        self.worker = SlotWorker(self.strategy.name)
 
     @property
     def name(self) -> str:
@@ -289,7 +288,6 @@ class Engine:
                     out.append(Hold(slot.name, asset, f"no valid market data: {reason}"))
             return out
 
-        assert slot.worker is not None
         decisions = await slot.worker.run(run, self.strategy_timeout_s)
         values.update({(slot.name, a): v for a, v in rows.items()})
         return decisions
@@ -470,7 +468,7 @@ class Engine:
 
     async def _manage(self, slot: StrategySlot, state: GuardState) -> list[Decision]:
         manager = slot.strategy
-        assert isinstance(manager, PositionManager) and slot.worker is not None
+        assert isinstance(manager, PositionManager)
         return await slot.worker.run(lambda: manager.manage(state), self.strategy_timeout_s)
 
     # -- execution --------------------------------------------------------------------------
