@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,6 +46,26 @@ BoolArray = NDArray[np.bool_]
 _MAX_BLOCK = 512
 _SLICE = 16_384
 _MAX_GROWTH_LOG = 100.0 * math.log(10.0)  # q**-k stays below 1e100 inside a block
+
+_twins: dict[str, Callable[..., Any]] = {}
+"""Compiled twins in use (`sma_into`, `crossover_into`, `crossunder_into`), empty by default."""
+
+
+def use_compiled(twins: Mapping[str, Callable[..., Any]] | None) -> None:
+    """Route `sma`, `crossover` and `crossunder` through compiled twins, or back to numpy (None).
+
+    The backtest's compiled module registers `bot.backtest.indicator_kernel`'s functions when it
+    loads, so a backtest's signal step costs about what its trading loop does; they give the
+    same bits as the numpy code below (tests hold them to it). The daemon registers none.
+    """
+    _twins.clear()
+    if twins:
+        _twins.update(twins)
+
+
+def compiled_twins() -> dict[str, Callable[..., Any]]:
+    """The twins in use (a copy; empty when the numpy code runs), e.g. to restore them later."""
+    return dict(_twins)
 
 
 def _as_float(x: ArrayLike, name: str = "x") -> FloatArray:
@@ -72,6 +94,12 @@ def sma(x: ArrayLike, n: int) -> FloatArray:
     """
     _check_period(n)
     arr = _as_float(x)
+    twin = _twins.get("sma_into")
+    if twin is not None:
+        arr = np.ascontiguousarray(arr)
+        out = np.empty(arr.size)
+        twin(arr, int(n), out, np.empty(arr.size))
+        return out
     out = np.full(arr.size, np.nan)
     f = _first_valid(arr)
     y = arr[f:]
@@ -294,6 +322,11 @@ def crossover(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
     False at row 0 and wherever either side is NaN at t or t-1; b may be a scalar level.
     """
     x, y = _pair(a, b)
+    twin = _twins.get("crossover_into")
+    if twin is not None and x.flags.c_contiguous and y.flags.c_contiguous:
+        out = np.empty(x.size, dtype=bool)
+        twin(x, y, out)
+        return out
     out = np.zeros(x.size, dtype=bool)
     out[1:] = (x[1:] > y[1:]) & (x[:-1] <= y[:-1])
     return out
@@ -302,6 +335,11 @@ def crossover(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
 def crossunder(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
     """True at t when a crosses below b: a[t] < b[t] and a[t-1] >= b[t-1] (NaN: False)."""
     x, y = _pair(a, b)
+    twin = _twins.get("crossunder_into")
+    if twin is not None and x.flags.c_contiguous and y.flags.c_contiguous:
+        out = np.empty(x.size, dtype=bool)
+        twin(x, y, out)
+        return out
     out = np.zeros(x.size, dtype=bool)
     out[1:] = (x[1:] < y[1:]) & (x[:-1] >= y[:-1])
     return out

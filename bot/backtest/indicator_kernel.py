@@ -1,0 +1,102 @@
+"""Compiled twins of `bot.market.indicators`' `sma`, `crossover` and `crossunder`.
+
+A backtest's signal step was ~3x its trading loop: numpy's SMA makes five passes and as many
+temporaries over the array, where a compiled loop makes one running sum. These functions are
+plain Python over numpy arrays so the backtest's compiled module (`bot.backtest.compiled`) can
+export them; once it is loaded, `indicators` routes those three calls here. The live daemon never
+loads that module, never imports numba, and keeps the numpy path.
+
+Each twin does the very floating-point operations of its numpy original in the same order (the
+deviations from the first valid value, one sequential running sum, window differences, ``/ n``,
+``+ x0``; no reassociation, no fused multiply-add: numba compiles without fastmath), so results
+are the same bit for bit, NaNs included (tests/unit/backtest/test_indicator_kernel.py holds them
+to it). Callers pass float64 C-contiguous arrays: the ahead-of-time module does not check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+F8 = NDArray[np.float64]
+B1 = NDArray[np.bool_]
+
+
+def sma_into(x: F8, n: int, out: F8, cs: F8) -> None:
+    """`indicators.sma(x, n)` written into ``out``; ``cs`` is scratch as long as ``x``.
+
+    Two passes: the running sum of deviations (a chain of dependent additions, the cost floor),
+    then the window differences, free of that chain, so the compiler vectorises them.
+    """
+    size = x.shape[0]
+    f = 0
+    while f < size and math.isnan(x[f]):
+        f += 1
+    m = size - f
+    if m < n:
+        for i in range(size):
+            out[i] = math.nan
+        return
+    for i in range(f + n - 1):
+        out[i] = math.nan
+    x0 = x[f]
+    # numpy: dev = y - y0, NaN deviations zeroed (and their windows set NaN below), cumsum(dev);
+    # cs[0] is dev[0] itself, as numpy's cumsum starts from it rather than from 0.0 + dev[0]
+    has_nan = False
+    d = x[f] - x0
+    if d != d:
+        d = 0.0
+        has_nan = True
+    acc = d
+    cs[0] = acc
+    for j in range(1, m):
+        d = x[f + j] - x0
+        bad = d != d
+        has_nan |= bad
+        acc = acc + (0.0 if bad else d)
+        cs[j] = acc
+    # numpy: window = cs[n-1:], window[1:] -= cs[:-n]; mean = y0 + window / n
+    out[f + n - 1] = x0 + cs[n - 1] / n
+    for j in range(n, m):
+        out[f + j] = x0 + (cs[j] - cs[j - n]) / n
+    if has_nan:
+        # numpy: a window holding a NaN deviation is NaN
+        last = -1
+        for j in range(m):
+            d = x[f + j] - x0
+            if d != d:
+                last = j
+            if j >= n - 1 and last > j - n:
+                out[f + j] = math.nan
+
+
+def crossover_into(x: F8, y: F8, out: B1) -> None:
+    """`indicators.crossover(x, y)` for two arrays of one length, written into ``out``."""
+    size = x.shape[0]
+    if size == 0:
+        return
+    out[0] = False
+    for i in range(1, size):
+        out[i] = (x[i] > y[i]) & (x[i - 1] <= y[i - 1])
+
+
+def crossunder_into(x: F8, y: F8, out: B1) -> None:
+    """`indicators.crossunder(x, y)` for two arrays of one length, written into ``out``."""
+    size = x.shape[0]
+    if size == 0:
+        return
+    out[0] = False
+    for i in range(1, size):
+        out[i] = (x[i] < y[i]) & (x[i - 1] >= y[i - 1])
+
+
+SIGNATURES = {
+    "sma_into": "void(f8[::1], i8, f8[::1], f8[::1])",
+    "crossover_into": "void(f8[::1], f8[::1], b1[::1])",
+    "crossunder_into": "void(f8[::1], f8[::1], b1[::1])",
+}
+"""What the compiled module exports, by name: the one signature each is compiled for."""
+
+TWINS = (sma_into, crossover_into, crossunder_into)
