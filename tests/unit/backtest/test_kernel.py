@@ -124,6 +124,31 @@ def test_compiled_and_plain_python_loops_agree_bit_for_bit(seed: int) -> None:
     assert np.array_equal(fast.equity, slow.equity)
 
 
+@pytest.mark.parametrize("seed", [7, 8])
+@pytest.mark.parametrize("strategy", [0, 1])
+@pytest.mark.parametrize("cfg_index", [0, 1, 2])
+def test_one_strategy_on_one_asset_matches_the_plain_loop_and_the_objects(
+    seed: int, strategy: int, cfg_index: int
+) -> None:
+    # the loop's one-byte-a-row path for quiet stretches (one strategy, one asset)
+    cfg = configs()[cfg_index]
+    whole = random_market(seed)
+    market = Market.from_candles({"SOL": whole.candles["SOL"]})
+    bits = random_flags(seed, market, n_strategies=1)
+    st = STRATEGIES[strategy]
+    sessions = np.stack([session_row(st, cfg)])
+    fast = simulate(market, bits, sessions, cfg)
+    slow = simulate(market, bits, sessions, cfg, kernel=compiled.load("python"))
+    for name in ("trades", "decisions", "sessions", "equity"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert fast.in_market == slow.in_market
+    expected = run_oracle(market, bits, [st], cfg)
+    got = [tuple(float(x) for x in row[: K.TR_REASON + 1]) for row in fast.trades]
+    assert len(got) > 5
+    assert got == [tuple(float(x) for x in row) for row in expected.trades]
+    np.testing.assert_allclose(fast.equity, expected.equity, rtol=0, atol=1e-9)
+
+
 def test_output_arrays_grow_when_a_run_fills_them() -> None:
     cfg = BacktestConfig(balance=10_000.0, limits=LOOSE)
     market = random_market(9, n=200)
