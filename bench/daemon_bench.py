@@ -29,6 +29,7 @@ import asyncio, json, secrets, sys, time
 from pathlib import Path
 import httpx
 from pydantic import SecretStr
+from bot import aio
 from bot.engine.daemon import Daemon
 from bot.settings import Settings
 from bot.sim.clock import SimClock
@@ -56,7 +57,7 @@ async def main():
     await daemon.stop()
     Path(out).write_text(json.dumps({"durations": durations, "opened": opened}))
 
-asyncio.run(main())
+aio.run(main())  # the loop `alura-bot run` uses
 """
 
 

@@ -198,9 +198,21 @@ def run(
         for line in getattr(exc, "problems", None) or str(exc).splitlines():
             typer.echo(f"config error: {line}", err=True)
         raise typer.Exit(2) from None
-    import asyncio
+    from bot import aio
 
-    raise typer.Exit(asyncio.run(_serve(daemon, settings)))
+    _check_loop()
+    raise typer.Exit(aio.run(_serve(daemon, settings)))
+
+
+def _check_loop() -> None:
+    """A bad ALURA_BOT_LOOP is a config error (exit 2), not a traceback."""
+    from bot import aio
+
+    try:
+        aio.loop_factory()
+    except ValueError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _optional_key(settings: Any) -> Any:
@@ -360,10 +372,11 @@ def demo(
             raise typer.Exit(2) from None
     console = Console()
     setup_logging(log_level.upper(), "console")
-    import asyncio
+    from bot import aio
 
+    _check_loop()
     try:
-        asyncio.run(
+        aio.run(
             run_demo(
                 duration,
                 speed,

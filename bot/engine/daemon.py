@@ -482,10 +482,11 @@ class Daemon:
             self.metrics.tick_interval.set(INTERVAL_SECONDS[first] / self.speed)
             self.metrics.daily_loss_limit.set(float(self.settings.risk.daily_loss_limit))
         log.info(
-            "starting alura-bot %s in %s mode against %s",
+            "starting alura-bot %s in %s mode against %s (event loop: %s)",
             __version__,
             self.mode,
             self.settings.base_url,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         await self._learn_assets()
         await self._first_reconcile()
