@@ -188,6 +188,14 @@ class Transport:
         self._urls: dict[str, httpx.URL] = {}
         self._limiter = AsyncLimiter(s.rate_limit_burst, s.rate_limit_burst / s.rate_limit_per_s)
         self._owns_client = client is None
+        limits = httpx.Limits(
+            max_connections=s.max_connections,
+            max_keepalive_connections=s.max_keepalive_connections,
+        )
+        if http_transport is None and client is None and s.backend == "aiohttp":
+            from bot.api.aiohttp_transport import AiohttpTransport
+
+            http_transport = AiohttpTransport(limits=limits)
         self._client = client or httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(
@@ -196,10 +204,7 @@ class Transport:
                 write=s.write_timeout_s,
                 pool=s.pool_timeout_s,
             ),
-            limits=httpx.Limits(
-                max_connections=s.max_connections,
-                max_keepalive_connections=s.max_keepalive_connections,
-            ),
+            limits=limits,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             transport=http_transport,
             follow_redirects=True,
