@@ -312,7 +312,9 @@ def _same_length(*arrays: ArrayLike) -> list[FloatArray]:
 
 def _pair(a: ArrayLike, b: ArrayLike | float) -> tuple[FloatArray, FloatArray]:
     x = _as_float(a, "a")
-    y = np.broadcast_to(np.asarray(b, dtype=np.float64), x.shape)
+    y = np.asarray(b, dtype=np.float64)
+    if y.shape != x.shape:  # a scalar level (broadcast_to costs more than the compare itself)
+        y = np.broadcast_to(y, x.shape)
     return x, y
 
 
