@@ -57,6 +57,7 @@ MODES = ("auto", "aot", "jit", "python")
 
 _loaded: dict[str, KernelFn] = {}
 _loaded_twins: dict[str, dict[str, Callable[..., Any]]] = {}
+_routed: dict[str, Callable[..., Any]] = {}
 
 
 class KernelUnavailable(RuntimeError):
@@ -235,9 +236,17 @@ def load(mode: str | None = None, *, on_build: Callable[[Path], None] | None = N
         from bot.market import indicators
 
         indicators.use_compiled(twins)
+        _routed.clear()
+        _routed.update(twins)
     _loaded[wanted] = fn
     _loaded_twins[wanted] = twins
     return fn
+
+
+def routed(name: str) -> Callable[..., Any] | None:
+    """The compiled signal-step helper ``name`` if a compiled loop was loaded in this process
+    (the one `indicators` was routed to), else None: the caller keeps its numpy code."""
+    return _routed.get(name)
 
 
 def twins(mode: str | None = None) -> dict[str, Callable[..., Any]]:

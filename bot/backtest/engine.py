@@ -190,20 +190,28 @@ def strategy_flags(strategy: Strategy[Any], market: Market) -> U1:
     Rows before the strategy's warm-up carry none: the live engine holds there too (it needs
     ``warmup`` closed candles before it reads the last row).
     """
+    from bot.backtest import compiled
+
+    pack = compiled.routed("pack_flags_into")
     n_assets = len(market.symbols)
     out: U1 | None = None
     warm = max(0, strategy.warmup - 1)
     for a, sym in enumerate(market.symbols):
         candles = market.candles[sym]
         s = strategy.run(candles)
-        bits = _pack(s.enter_long, s.exit_long, s.enter_short, s.exit_short)
-        if bits.ndim != 1 or len(bits) != len(candles):
-            raise ValueError(
-                f"strategy {strategy.name} returned "
-                f"{len(bits) if bits.ndim == 1 else bits.shape} signal rows for "
-                f"{len(candles)} {sym} candles"
-            )
-        bits[:warm] = 0
+        parts = (s.enter_long, s.exit_long, s.enter_short, s.exit_short)
+        if pack is not None and _booleans_of_length(parts, len(candles)):
+            bits = np.empty(len(candles), dtype=np.uint8)
+            pack(*(p.view(np.uint8) for p in parts), warm, bits)
+        else:
+            bits = _pack(*parts)
+            if bits.ndim != 1 or len(bits) != len(candles):
+                raise ValueError(
+                    f"strategy {strategy.name} returned "
+                    f"{len(bits) if bits.ndim == 1 else bits.shape} signal rows for "
+                    f"{len(candles)} {sym} candles"
+                )
+            bits[:warm] = 0
         rows = market.rows[a]
         if n_assets == 1 and len(rows) == len(market):
             return bits[:, None]  # one asset on its own timeline: its bits are the table
@@ -235,6 +243,20 @@ def _pack(enter_long: Any, exit_long: Any, enter_short: Any, exit_short: Any) ->
         if part.any():
             bits |= part * bit
     return bits
+
+
+def _booleans_of_length(parts: Sequence[Any], n: int) -> bool:
+    """True when every part is a C-contiguous boolean array of n rows: what the compiled packer
+    takes (it checks nothing itself)."""
+    for p in parts:
+        if not (
+            isinstance(p, np.ndarray)
+            and p.dtype == np.bool_
+            and p.shape == (n,)
+            and p.flags.c_contiguous
+        ):
+            return False
+    return True
 
 
 def _as_u8(x: Any) -> U1:

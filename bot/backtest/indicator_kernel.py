@@ -1,16 +1,19 @@
-"""Compiled twins of `bot.market.indicators`' `sma`, `crossover` and `crossunder`.
+"""Compiled twins of `bot.market.indicators`' `sma`, `crossover` and `crossunder`, and the
+packing of a strategy's signals into the loop's flag bytes (`pack_flags_into`).
 
 A backtest's signal step was ~3x its trading loop: numpy's SMA makes five passes and as many
 temporaries over the array, where a compiled loop makes one running sum. These functions are
 plain Python over numpy arrays so the backtest's compiled module (`bot.backtest.compiled`) can
-export them; once it is loaded, `indicators` routes those three calls here. The live daemon never
-loads that module, never imports numba, and keeps the numpy path.
+export them; once it is loaded, `indicators` routes those three calls here and `strategy_flags`
+packs with `pack_flags_into`. The live daemon never loads that module, never imports numba, and
+keeps the numpy path.
 
 Each twin does the very floating-point operations of its numpy original in the same order (the
 deviations from the first valid value, one sequential running sum, window differences, ``/ n``,
 ``+ x0``; no reassociation, no fused multiply-add: numba compiles without fastmath), so results
 are the same bit for bit, NaNs included (tests/unit/backtest/test_indicator_kernel.py holds them
-to it). Callers pass float64 C-contiguous arrays: the ahead-of-time module does not check.
+to it). Callers pass C-contiguous arrays of the dtypes in `SIGNATURES`: the ahead-of-time
+module does not check.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from bot.backtest.kernel import ENTER_LONG, ENTER_SHORT, EXIT_LONG, EXIT_SHORT
+
 F8 = NDArray[np.float64]
 B1 = NDArray[np.bool_]
+U1 = NDArray[np.uint8]
 
 
 def sma_into(x: F8, n: int, out: F8, cs: F8) -> None:
@@ -92,11 +98,30 @@ def crossunder_into(x: F8, y: F8, out: B1) -> None:
         out[i] = (x[i] < y[i]) & (x[i - 1] >= y[i - 1])
 
 
+def pack_flags_into(
+    enter_long: U1, exit_long: U1, enter_short: U1, exit_short: U1, warm: int, out: U1
+) -> None:
+    """`strategy_flags`' bits of four boolean arrays (viewed as bytes, 0 or 1) as long as
+    ``out``, rows before ``warm`` zero: one pass, where numpy makes one per array and operation.
+    Bytes rather than booleans: numba's booleans in arithmetic cost ~30x more here."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = (
+            enter_long[i] * ENTER_LONG
+            | exit_long[i] * EXIT_LONG
+            | enter_short[i] * ENTER_SHORT
+            | exit_short[i] * EXIT_SHORT
+        )
+    for i in range(min(max(warm, 0), n)):
+        out[i] = 0
+
+
 SIGNATURES = {
     "sma_into": "void(f8[::1], i8, f8[::1], f8[::1])",
     "crossover_into": "void(f8[::1], f8[::1], b1[::1])",
     "crossunder_into": "void(f8[::1], f8[::1], b1[::1])",
+    "pack_flags_into": "void(u1[::1], u1[::1], u1[::1], u1[::1], i8, u1[::1])",
 }
 """What the compiled module exports, by name: the one signature each is compiled for."""
 
-TWINS = (sma_into, crossover_into, crossunder_into)
+TWINS = (sma_into, crossover_into, crossunder_into, pack_flags_into)

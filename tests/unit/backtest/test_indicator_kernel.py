@@ -147,6 +147,22 @@ def test_cross_twins_give_numpys_flags(mode: str) -> None:
                 assert np.array_equal(g, w), (size, a, other)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_pack_twin_gives_the_plain_packing(mode: str) -> None:
+    from bot.backtest.engine import _pack
+
+    pack = twins_of(mode)["pack_flags_into"]
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 3, 100, 1000):
+        parts = [rng.random(size) < rate for rate in (0.1, 0.3, 0.0, 0.05)]
+        for warm in (0, 1, 7, size, size + 3):
+            want = _pack(*parts)
+            want[:warm] = 0
+            got = np.full(size, 99, dtype=np.uint8)
+            pack(*(p.view(np.uint8) for p in parts), warm, got)
+            assert np.array_equal(got, want), (size, warm)
+
+
 def shared_files() -> list[Path]:
     if not SHARED_CANDLES.is_dir():
         pytest.skip(f"shared candle data not found at {SHARED_CANDLES}")

@@ -1,6 +1,7 @@
 """`strategy_flags` packs each asset's signals into the loop's bit table exactly as before its
-fast paths (views of boolean arrays, skipped all-False arrays, slices instead of scatters, the
-one-asset table returned as is): a frozen copy of the plain packing is the reference."""
+fast paths (the compiled packer, views of boolean arrays, skipped all-False arrays, slices
+instead of scatters, the one-asset table returned as is): a frozen copy of the plain packing is
+the reference, and every test runs with the compiled packer and without it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 
+from bot.backtest import compiled
 from bot.backtest import kernel as K
 from bot.backtest.engine import Market, strategy_flags
 from bot.market.data import Candles
 from strategies.base import FloatArray, Signals, Strategy, StrategyParams
 from tests.unit.backtest.conftest import HOUR, T0
 from tests.unit.backtest.test_kernel import random_market
+
+
+@pytest.fixture(params=["compiled", "numpy"], autouse=True)
+def packer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the compiled packer routed in, then with numpy's packing only."""
+    if request.param == "compiled":
+        compiled.load("aot")
+        assert compiled.routed("pack_flags_into") is not None
+    else:
+        monkeypatch.setattr(compiled, "_routed", {})
+    return str(request.param)
 
 
 def plain_flags(strategy: Strategy[Any], market: Market) -> np.ndarray:
