@@ -119,6 +119,30 @@ def test_sma_twin_gives_numpys_bits(mode: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_kept_running_sum_serves_only_the_same_bits(mode: str) -> None:
+    # the running sum of the last series is reused by the next call on equal bits: a series
+    # changed in place, or one equal in value but not in bits (-0.0), is summed afresh
+    rng = np.random.default_rng(3)
+    x = random_series(rng, 300, "inner_nan")
+    changed = x.copy()
+    changed[150] += 1.0
+    zeros = np.zeros(300)
+    y = x.copy()
+    calls: list[tuple[np.ndarray, int]] = []
+    for series in (x, changed, zeros, -zeros, x):
+        calls += [(series, 10), (series, 30), (series, 10)]
+    with routed(twins_of(mode)):
+        got = [ind.sma(series, n) for series, n in calls]
+        before = ind.sma(y, 20)
+        y[:] = y[::-1].copy()  # the same array object, other values
+        after = ind.sma(y, 20)
+    for (series, n), g in zip(calls, got, strict=True):
+        assert same_bits(g, ind.sma(series, n)), n
+    assert same_bits(before, ind.sma(x, 20))
+    assert same_bits(after, ind.sma(x[::-1], 20))
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_sma_twin_reads_strided_and_integer_input_as_numpy_does(mode: str) -> None:
     # the compiled module checks neither dtype nor layout: `sma` must hand it float64, contiguous
     rng = np.random.default_rng(7)
