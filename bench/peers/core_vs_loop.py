@@ -13,6 +13,10 @@ called alternately (other work on a shared machine moves single timings by 2x), 
   records.
 - core with its signal step: the strategy's vectorised SMAs and crosses (`strategy_flags`) and
   then `simulate`, against the loop with its SMAs inside: the like-for-like figure end to end.
+  Loading the compiled module routes the strategy's `sma`/`crossover`/`crossunder` through their
+  compiled twins, as `alura-bot backtest` does; before timing, the script checks that the flags
+  are the same bytes as with numpy's indicators (the code path the live daemon runs).
+- signal step: `strategy_flags` alone, so the end-to-end figure's two parts show.
 - loop, trading part: the same loop without its SMA passes, given the SMAs computed beforehand:
   the same inputs precomputed as the core's, so this is the like-for-like figure. It is a copy of
   `run` split in two (`smas`, `trade`); the script checks that the two halves give exactly
@@ -33,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -126,6 +131,23 @@ def alternated_ms(fns: dict[str, Callable[[], None]], calls: int) -> dict[str, f
     return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
 
 
+def flags_with_numpy_indicators(strategy: Any, market: Any) -> np.ndarray | None:
+    """`strategy_flags` with the compiled indicator twins switched off (None when this tree's
+    `bot` has no twins, e.g. an older commit measured for comparison)."""
+    from bot.backtest.engine import strategy_flags
+    from bot.market import indicators
+
+    if not hasattr(indicators, "use_compiled"):
+        return None
+    twins = indicators.compiled_twins()
+    indicators.use_compiled(None)
+    try:
+        out: np.ndarray = strategy_flags(strategy, market)
+    finally:
+        indicators.use_compiled(twins)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -162,6 +184,9 @@ def main() -> None:
         strategy = EmaCross({"fast": FAST, "slow": SLOW, "kind": "sma", "interval": interval})
         market = Market.from_candles(candles)
         flags = strategy_flags(strategy, market)[:, None, :]
+        numpy_flags = flags_with_numpy_indicators(strategy, market)
+        if numpy_flags is not None and not np.array_equal(flags[:, 0, :], numpy_flags):
+            raise SystemExit(f"{name}: the compiled signal step's flags differ from numpy's")
         sessions = np.stack([session_row(strategy, cfg)])
         raw = simulate(market, flags, sessions, cfg)
         cols = [load(str(f)) for f in files]
@@ -192,8 +217,18 @@ def main() -> None:
         ) -> None:
             simulate(market, strategy_flags(strategy, market)[:, None, :], s, cfg)
 
+        def signal_step(market: Market = market, strategy: EmaCross = strategy) -> None:
+            strategy_flags(strategy, market)
+
         ms = alternated_ms(
-            {"core": core, "loop": loop, "trading": trading, "both": end_to_end}, int(calls)
+            {
+                "core": core,
+                "loop": loop,
+                "trading": trading,
+                "both": end_to_end,
+                "signals": signal_step,
+            },
+            int(calls),
         )
         print(
             f"{name}: {len(market):,} rows x {len(market.symbols)} assets, {len(raw.trades)} "
@@ -202,7 +237,7 @@ def main() -> None:
             f"{ms['trading']:.3f} ms (SMAs given, like the core's flags): "
             f"{ms['core'] / ms['trading']:.2f}x; core with the strategy's own signal step "
             f"{ms['both']:.3f} ms against the loop with its SMAs: {ms['both'] / ms['loop']:.2f}x "
-            f"(medians of {calls} warm calls each, "
+            f"(the signal step alone {ms['signals']:.3f} ms; medians of {calls} warm calls each, "
             f"alternated; load average {os.getloadavg()[0]:.2f})"
         )
 
