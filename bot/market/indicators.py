@@ -61,11 +61,9 @@ def use_compiled(twins: Mapping[str, Callable[..., Any]] | None) -> None:
     loads, so a backtest's signal step costs about what its trading loop does; they give the
     same bits as the numpy code below (tests hold them to it). The daemon registers none.
     """
-    global _last_sum
-    _twins.clear()
+    global _twins, _last_sum
+    _twins = dict(twins or {})  # a new dict: a call under way keeps the one it started with
     _last_sum = None
-    if twins:
-        _twins.update(twins)
 
 
 def compiled_twins() -> dict[str, Callable[..., Any]]:
@@ -99,10 +97,11 @@ def sma(x: ArrayLike, n: int) -> FloatArray:
     """
     _check_period(n)
     arr = _as_float(x)
-    twin = _twins.get("sma_from_sum_into")
+    twins = _twins
+    twin = twins.get("sma_from_sum_into")
     if twin is not None:
         arr = np.ascontiguousarray(arr)
-        cs, code = _running_sum(arr)
+        cs, code = _running_sum(arr, twins)
         out = np.empty(arr.size)
         twin(arr, int(n), cs, code, out)
         return out
@@ -129,7 +128,9 @@ def sma(x: ArrayLike, n: int) -> FloatArray:
     return out
 
 
-def _running_sum(arr: FloatArray) -> tuple[FloatArray, int]:
+def _running_sum(
+    arr: FloatArray, twins: Mapping[str, Callable[..., Any]]
+) -> tuple[FloatArray, int]:
     """The compiled running sum of ``arr`` (see `sma`), reused when the previous call summed a
     series with the very same bits: a strategy's fast and slow averages of one close then cost
     one running sum, the chain of dependent additions that is ~40 % of an SMA. The kept copy is
@@ -137,10 +138,10 @@ def _running_sum(arr: FloatArray) -> tuple[FloatArray, int]:
     """
     global _last_sum
     last = _last_sum
-    if last is not None and _twins["same_bits"](last[0], arr):
+    if last is not None and twins["same_bits"](last[0], arr):
         return last[1], last[2]
     cs = np.empty(arr.size)
-    code = int(_twins["running_sum_into"](arr, cs))
+    code = int(twins["running_sum_into"](arr, cs))
     _last_sum = (arr.copy(), cs, code)
     return cs, code
 
