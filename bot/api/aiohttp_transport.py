@@ -22,20 +22,14 @@ from typing import Any
 import aiohttp
 import httpx
 
-NEVER_SENT: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectorError,  # refused, unreachable, DNS, TLS handshake, proxy connect
-    aiohttp.ConnectionTimeoutError,  # no connection established (or free in the pool) in time
-)
-"""aiohttp failures raised before a byte of the request was written."""
-
 
 def map_exception(exc: BaseException) -> httpx.TransportError:
     """The httpx error for an aiohttp failure; anything not known to be "never sent" reads as
     "sent, answer lost" (the safe side for a request that moves money)."""
     message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # no connection (or free one) in time
         return httpx.ConnectTimeout(message)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake, proxy
         return httpx.ConnectError(message)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return httpx.UnsupportedProtocol(message)
@@ -61,7 +55,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self) -> aiohttp.ClientSession:
         limits = self._limits
-        connector = aiohttp.TCPConnector(
+        connector = aiohttp.TCPConnector(  # keeps idle connections up to `limit`, no separate cap
             limit=limits.max_connections or 0,
             keepalive_timeout=limits.keepalive_expiry or 5.0,
             ssl=self._ssl,
