@@ -57,7 +57,6 @@ MODES = ("auto", "aot", "jit", "python")
 
 _loaded: dict[str, KernelFn] = {}
 _loaded_twins: dict[str, dict[str, Callable[..., Any]]] = {}
-_routed: dict[str, Callable[..., Any]] = {}
 
 
 class KernelUnavailable(RuntimeError):
@@ -209,9 +208,7 @@ def load(mode: str | None = None, *, on_build: Callable[[Path], None] | None = N
     twins (`indicators.use_compiled`): from then on a strategy's signal step runs compiled in
     this process, with the same results as numpy's. ``python`` routes nothing.
     """
-    wanted = (mode or os.environ.get("ALURA_BOT_KERNEL") or "auto").lower()
-    if wanted not in MODES:
-        raise ValueError(f"ALURA_BOT_KERNEL must be one of {', '.join(MODES)}, got {wanted!r}")
+    wanted = _wanted(mode)
     if wanted in _loaded:
         return _loaded[wanted]
     fn: KernelFn
@@ -236,25 +233,24 @@ def load(mode: str | None = None, *, on_build: Callable[[Path], None] | None = N
         from bot.market import indicators
 
         indicators.use_compiled(twins)
-        _routed.clear()
-        _routed.update(twins)
     _loaded[wanted] = fn
     _loaded_twins[wanted] = twins
     return fn
-
-
-def routed(name: str) -> Callable[..., Any] | None:
-    """The compiled signal-step helper ``name`` if a compiled loop was loaded in this process
-    (the one `indicators` was routed to), else None: the caller keeps its numpy code."""
-    return _routed.get(name)
 
 
 def twins(mode: str | None = None) -> dict[str, Callable[..., Any]]:
     """The indicator twins that came with ``mode``'s loop (loading it), by name; none for
     ``python``, whose signal step is numpy's."""
     load(mode)
+    return dict(_loaded_twins[_wanted(mode)])
+
+
+def _wanted(mode: str | None) -> str:
+    """``mode``, else ``ALURA_BOT_KERNEL``, else auto; refused when it is none of `MODES`."""
     wanted = (mode or os.environ.get("ALURA_BOT_KERNEL") or "auto").lower()
-    return dict(_loaded_twins[wanted])
+    if wanted not in MODES:
+        raise ValueError(f"ALURA_BOT_KERNEL must be one of {', '.join(MODES)}, got {wanted!r}")
+    return wanted
 
 
 def _jit() -> tuple[KernelFn, dict[str, Callable[..., Any]]]:

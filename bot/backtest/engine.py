@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from bot.backtest import kernel as K
 from bot.domain import DEFAULT_ASSETS, Decision, ExecutionStrategy, Side
 from bot.engine.risk import REASONS, RiskLimits
+from bot.market import indicators
 from bot.market import session_model as sm
 from bot.market.data import Candles, interval_ms
 from strategies.base import Strategy
@@ -190,9 +191,7 @@ def strategy_flags(strategy: Strategy[Any], market: Market) -> U1:
     Rows before the strategy's warm-up carry none: the live engine holds there too (it needs
     ``warmup`` closed candles before it reads the last row).
     """
-    from bot.backtest import compiled
-
-    pack = compiled.routed("pack_flags_into")
+    pack = indicators.compiled_twin("pack_flags_into")  # routed in when a compiled loop loads
     n_assets = len(market.symbols)
     out: U1 | None = None
     warm = max(0, strategy.warmup - 1)

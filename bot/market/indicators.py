@@ -71,6 +71,12 @@ def compiled_twins() -> dict[str, Callable[..., Any]]:
     return dict(_twins)
 
 
+def compiled_twin(name: str) -> Callable[..., Any] | None:
+    """The compiled twin ``name`` in use (e.g. the backtest's flag packer), or None when the
+    numpy code runs."""
+    return _twins.get(name)
+
+
 def _as_float(x: ArrayLike, name: str = "x") -> FloatArray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:

@@ -13,6 +13,7 @@ import pytest
 from bot.backtest import compiled
 from bot.backtest import kernel as K
 from bot.backtest.engine import Market, strategy_flags
+from bot.market import indicators
 from bot.market.data import Candles
 from strategies.base import FloatArray, Signals, Strategy, StrategyParams
 from tests.unit.backtest.conftest import HOUR, T0
@@ -24,9 +25,9 @@ def packer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     """Each test with the compiled packer routed in, then with numpy's packing only."""
     if request.param == "compiled":
         compiled.load("aot")
-        assert compiled.routed("pack_flags_into") is not None
+        assert indicators.compiled_twin("pack_flags_into") is not None
     else:
-        monkeypatch.setattr(compiled, "_routed", {})
+        monkeypatch.setattr(indicators, "_twins", {})
     return str(request.param)
 
 
