@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from bot.market.data import Candles
-from bot.market.indicators import crossover, crossunder, ema, sma
+from bot.market.indicators import crossover, crossunder, ema, smas
 from bot.market.streaming import ema_stream
 from strategies.base import FloatArray, IndicatorStream, Signals, Strategy, StrategyParams
 
@@ -38,11 +38,11 @@ class EmaCross(Strategy[EmaCrossParams]):
         return self.params.slow * (4 if self.params.kind == "ema" else 1) + 1
 
     def indicators(self, candles: Candles) -> dict[str, FloatArray]:
-        avg = ema if self.params.kind == "ema" else sma
-        return {
-            "fast": avg(candles.close, self.params.fast),
-            "slow": avg(candles.close, self.params.slow),
-        }
+        p = self.params
+        if p.kind == "sma":
+            fast, slow = smas(candles.close, p.fast, p.slow)
+            return {"fast": fast, "slow": slow}
+        return {"fast": ema(candles.close, p.fast), "slow": ema(candles.close, p.slow)}
 
     def stream(self) -> IndicatorStream | None:
         if self.params.kind != "ema":

@@ -34,7 +34,7 @@ def running_sum_into(x: F8, cs: F8) -> int:
     """`indicators.sma`'s running sum of ``x``, whatever the window: ``cs`` is filled from the
     first valid row f on (cs[j] for row f + j) and ``2 * f + (1 if a NaN follows)`` returned,
     for `sma_from_sum_into`. One chain of dependent additions: the cost floor of an SMA, paid
-    once for every window over the same series.
+    once for every window over the same series (`indicators.smas`).
     """
     size = x.shape[0]
     f = 0
@@ -43,17 +43,27 @@ def running_sum_into(x: F8, cs: F8) -> int:
     if f == size:
         return 2 * f
     x0 = x[f]
-    # numpy: dev = y - y0, NaN deviations zeroed (and their windows set NaN later), cumsum(dev);
-    # cs[0] is dev[0] itself, as numpy's cumsum starts from it rather than from 0.0 + dev[0]
+    # numpy: dev = y - y0, cumsum(dev); cs[0] is dev[0] itself, as numpy's cumsum starts from it
+    # rather than from 0.0 + dev[0]. First the plain chain: a NaN deviation would leave the sum
+    # NaN to the end, so a sum that ends a number saw none and is numpy's.
+    y = x[f:]
+    acc = y[0] - x0
+    cs[0] = acc
+    for j in range(1, size - f):
+        acc = acc + (y[j] - x0)
+        cs[j] = acc
+    if acc == acc:
+        return 2 * f
+    # numpy zeroes NaN deviations (and sets their windows NaN later, see `sma_from_sum_into`)
     has_nan = False
-    d = x[f] - x0
+    d = y[0] - x0
     if d != d:
         d = 0.0
         has_nan = True
     acc = d
     cs[0] = acc
     for j in range(1, size - f):
-        d = x[f + j] - x0
+        d = y[j] - x0
         bad = d != d
         has_nan |= bad
         acc = acc + (0.0 if bad else d)
@@ -64,7 +74,9 @@ def running_sum_into(x: F8, cs: F8) -> int:
 def sma_from_sum_into(x: F8, n: int, cs: F8, code: int, out: F8) -> None:
     """`indicators.sma(x, n)` written into ``out``, from `running_sum_into`'s ``cs`` and code.
 
-    The window differences are free of the running sum's chain, so the compiler vectorises them.
+    The window differences are free of the running sum's chain, so the compiler vectorises them
+    (over slices: an index like ``j - n`` could be negative to the compiler, which then checks
+    every access for wrap-around and does not vectorise).
     """
     size = x.shape[0]
     f = code // 2
@@ -78,8 +90,11 @@ def sma_from_sum_into(x: F8, n: int, cs: F8, code: int, out: F8) -> None:
     x0 = x[f]
     # numpy: window = cs[n-1:], window[1:] -= cs[:-n]; mean = y0 + window / n
     out[f + n - 1] = x0 + cs[n - 1] / n
-    for j in range(n, m):
-        out[f + j] = x0 + (cs[j] - cs[j - n]) / n
+    ahead = cs[n:m]
+    behind = cs[: m - n]
+    tail = out[f + n : size]
+    for i in range(m - n):
+        tail[i] = x0 + (ahead[i] - behind[i]) / n
     if code % 2:
         # numpy: a window holding a NaN deviation is NaN
         last = -1
@@ -89,20 +104,6 @@ def sma_from_sum_into(x: F8, n: int, cs: F8, code: int, out: F8) -> None:
                 last = j
             if j >= n - 1 and last > j - n:
                 out[f + j] = math.nan
-
-
-def same_bits(a: F8, b: F8) -> bool:
-    """True when the two arrays hold the same float64 bit patterns (NaN payloads included): how
-    `indicators.sma` knows a running sum it kept is the one of its input. No early exit, so it
-    vectorises: ~0.1 ns a value."""
-    if a.shape[0] != b.shape[0]:
-        return False
-    ai = a.view(np.int64)
-    bi = b.view(np.int64)
-    diff = 0
-    for i in range(ai.shape[0]):
-        diff |= ai[i] ^ bi[i]
-    return diff == 0
 
 
 def crossover_into(x: F8, y: F8, out: B1) -> None:
@@ -146,7 +147,6 @@ def pack_flags_into(
 SIGNATURES = {
     "running_sum_into": "i8(f8[::1], f8[::1])",
     "sma_from_sum_into": "void(f8[::1], i8, f8[::1], i8, f8[::1])",
-    "same_bits": "b1(f8[::1], f8[::1])",
     "crossover_into": "void(f8[::1], f8[::1], b1[::1])",
     "crossunder_into": "void(f8[::1], f8[::1], b1[::1])",
     "pack_flags_into": "void(u1[::1], u1[::1], u1[::1], u1[::1], i8, u1[::1])",
@@ -156,7 +156,6 @@ SIGNATURES = {
 TWINS = (
     running_sum_into,
     sma_from_sum_into,
-    same_bits,
     crossover_into,
     crossunder_into,
     pack_flags_into,

@@ -198,7 +198,7 @@ def _market(spec: DataSpec) -> Market:
 # -- evaluation ---------------------------------------------------------------------------------
 
 _MEMO_BYTES = 96 * 1024 * 1024
-_MEMOIZED = ("sma", "ema", "rma", "rsi", "macd", "atr", "bollinger", "true_range")
+_MEMOIZED = ("sma", "smas", "ema", "rma", "rsi", "macd", "atr", "bollinger", "true_range")
 
 
 class _Memo:
@@ -217,6 +217,21 @@ class _Memo:
         self.size = 0
         self.items: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
 
+    def get(self, key: tuple[Any, ...]) -> Any:
+        """A copy of what ``key`` holds, or None."""
+        hit = self.items.get(key)
+        if hit is None:
+            return None
+        self.items.move_to_end(key)
+        return _copy(hit[1])
+
+    def put(self, key: tuple[Any, ...], arrays: tuple[Any, ...], value: Any) -> None:
+        self.items[key] = (arrays, _copy(value))
+        self.size += _nbytes(value)
+        while self.size > self.limit and self.items:
+            _, (_, old) = self.items.popitem(last=False)
+            self.size -= _nbytes(old)
+
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         import functools
 
@@ -230,17 +245,37 @@ class _Memo:
                 tuple(id(a) if isinstance(a, np.ndarray) else a for a in args),
                 tuple(sorted(kwargs.items())),
             )
-            hit = self.items.get(key)
+            hit = self.get(key)
             if hit is not None:
-                self.items.move_to_end(key)
-                return _copy(hit[1])
+                return hit
             value = fn(*args, **kwargs)
-            self.items[key] = (arrays, _copy(value))
-            self.size += _nbytes(value)
-            while self.size > self.limit and self.items:
-                _, (_, old) = self.items.popitem(last=False)
-                self.size -= _nbytes(old)
+            self.put(key, arrays, value)
             return value
+
+        return cached
+
+    def wrap_smas(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`indicators.smas` kept per period, in the entries `sma(x, n)` uses: a grid of
+        (fast, slow) pairs asks for each average many times, each pair only once."""
+        import functools
+
+        @functools.wraps(fn)
+        def cached(x: Any, *periods: int) -> tuple[Any, ...]:
+            if not isinstance(x, np.ndarray) or x.flags.writeable:
+                return tuple(fn(x, *periods))
+            keys = [("sma", (id(x), n), ()) for n in periods]
+            found = [self.get(k) for k in keys]
+            missing = list(
+                dict.fromkeys(n for n, v in zip(periods, found, strict=True) if v is None)
+            )
+            if missing:
+                fresh = dict(zip(missing, fn(x, *missing), strict=True))
+                for n, value in fresh.items():
+                    self.put(("sma", (id(x), n), ()), (x,), value)
+                found = [
+                    v if v is not None else self.get(k) for v, k in zip(found, keys, strict=True)
+                ]
+            return tuple(found)
 
         return cached
 
@@ -277,7 +312,10 @@ def memoized_indicators(limit: int = _MEMO_BYTES) -> Iterator[None]:
         _memo = _Memo(limit)
     memo = _memo
     originals = {id(getattr(indicators, name)): name for name in _MEMOIZED}
-    wrapped = {name: memo.wrap(getattr(indicators, name)) for name in _MEMOIZED}
+    wrapped = {
+        name: (memo.wrap_smas if name == "smas" else memo.wrap)(getattr(indicators, name))
+        for name in _MEMOIZED
+    }
     patched: list[tuple[Any, str, Any]] = []
     for module in list(sys.modules.values()):
         name = getattr(module, "__name__", "")

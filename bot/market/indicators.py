@@ -37,6 +37,7 @@ __all__ = [
     "rma",
     "rsi",
     "sma",
+    "smas",
     "true_range",
 ]
 
@@ -50,10 +51,6 @@ _MAX_GROWTH_LOG = 100.0 * math.log(10.0)  # q**-k stays below 1e100 inside a blo
 _twins: dict[str, Callable[..., Any]] = {}
 """Compiled twins in use (`bot.backtest.indicator_kernel.SIGNATURES`), empty by default."""
 
-_last_sum: tuple[FloatArray, FloatArray, int] | None = None
-"""With the twins: (a copy of the last series summed, its running sum, the twin's code)."""
-
-
 def use_compiled(twins: Mapping[str, Callable[..., Any]] | None) -> None:
     """Route `sma`, `crossover` and `crossunder` through compiled twins, or back to numpy (None).
 
@@ -61,9 +58,8 @@ def use_compiled(twins: Mapping[str, Callable[..., Any]] | None) -> None:
     loads, so a backtest's signal step costs about what its trading loop does; they give the
     same bits as the numpy code below (tests hold them to it). The daemon registers none.
     """
-    global _twins, _last_sum
+    global _twins
     _twins = dict(twins or {})  # a new dict: a call under way keeps the one it started with
-    _last_sum = None
 
 
 def compiled_twins() -> dict[str, Callable[..., Any]]:
@@ -101,55 +97,53 @@ def sma(x: ArrayLike, n: int) -> FloatArray:
     Window sums are differences of one running sum of (x - x0), x0 the first valid value, which
     keeps the running sum small and the result within ~1e-13 of the direct mean.
     """
-    _check_period(n)
+    return smas(x, n)[0]
+
+
+def smas(x: ArrayLike, *periods: int) -> tuple[FloatArray, ...]:
+    """`sma(x, n)` for each period, bit for bit, from one running sum: the chain of dependent
+    additions that is ~40 % of an SMA, paid once for a strategy's fast and slow averages."""
+    if not periods:
+        raise ValueError("smas needs at least one period")
+    for n in periods:
+        _check_period(n)
     arr = _as_float(x)
     twins = _twins
     twin = twins.get("sma_from_sum_into")
     if twin is not None:
         arr = np.ascontiguousarray(arr)
-        cs, code = _running_sum(arr, twins)
-        out = np.empty(arr.size)
-        twin(arr, int(n), cs, code, out)
-        return out
-    out = np.full(arr.size, np.nan)
+        cs = np.empty(arr.size)
+        code = int(twins["running_sum_into"](arr, cs))
+        compiled = []
+        for n in periods:
+            out = np.empty(arr.size)
+            twin(arr, int(n), cs, code, out)
+            compiled.append(out)
+        return tuple(compiled)
+    outs = tuple(np.full(arr.size, np.nan) for _ in periods)
     f = _first_valid(arr)
     y = arr[f:]
-    if y.size < n:
-        return out
+    if all(y.size < n for n in periods):
+        return outs
     dev = y - y[0]
     nan = np.isnan(dev)
     has_nan = bool(nan.any())
     if has_nan:
         dev = np.where(nan, 0.0, dev)
     cs = np.cumsum(dev)
-    window = cs[n - 1 :].copy()
-    window[1:] -= cs[: cs.size - n]
-    mean = y[0] + window / n
-    if has_nan:
-        nan_cs = np.cumsum(nan)
-        nan_in = nan_cs[n - 1 :].copy()
-        nan_in[1:] -= nan_cs[: nan_cs.size - n]
-        mean[nan_in > 0] = np.nan
-    out[f + n - 1 :] = mean
-    return out
-
-
-def _running_sum(
-    arr: FloatArray, twins: Mapping[str, Callable[..., Any]]
-) -> tuple[FloatArray, int]:
-    """The compiled running sum of ``arr`` (see `sma`), reused when the previous call summed a
-    series with the very same bits: a strategy's fast and slow averages of one close then cost
-    one running sum, the chain of dependent additions that is ~40 % of an SMA. The kept copy is
-    compared bit for bit (~3 us on a year of 5-minute candles), so a changed array never reuses.
-    """
-    global _last_sum
-    last = _last_sum
-    if last is not None and twins["same_bits"](last[0], arr):
-        return last[1], last[2]
-    cs = np.empty(arr.size)
-    code = int(twins["running_sum_into"](arr, cs))
-    _last_sum = (arr.copy(), cs, code)
-    return cs, code
+    nan_cs = np.cumsum(nan) if has_nan else None
+    for out, n in zip(outs, periods, strict=True):
+        if y.size < n:
+            continue
+        window = cs[n - 1 :].copy()
+        window[1:] -= cs[: cs.size - n]
+        mean = y[0] + window / n
+        if nan_cs is not None:
+            nan_in = nan_cs[n - 1 :].copy()
+            nan_in[1:] -= nan_cs[: nan_cs.size - n]
+            mean[nan_in > 0] = np.nan
+        out[f + n - 1 :] = mean
+    return outs
 
 
 @functools.lru_cache(maxsize=64)

@@ -118,28 +118,23 @@ def test_sma_twin_gives_numpys_bits(mode: str, kind: str) -> None:
     assert cases > 40
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 @pytest.mark.parametrize("mode", MODES)
-def test_a_kept_running_sum_serves_only_the_same_bits(mode: str) -> None:
-    # the running sum of the last series is reused by the next call on equal bits: a series
-    # changed in place, or one equal in value but not in bits (-0.0), is summed afresh
-    rng = np.random.default_rng(3)
-    x = random_series(rng, 300, "inner_nan")
-    changed = x.copy()
-    changed[150] += 1.0
-    zeros = np.zeros(300)
-    y = x.copy()
-    calls: list[tuple[np.ndarray, int]] = []
-    for series in (x, changed, zeros, -zeros, x):
-        calls += [(series, 10), (series, 30), (series, 10)]
-    with routed(twins_of(mode)):
-        got = [ind.sma(series, n) for series, n in calls]
-        before = ind.sma(y, 20)
-        y[:] = y[::-1].copy()  # the same array object, other values
-        after = ind.sma(y, 20)
-    for (series, n), g in zip(calls, got, strict=True):
-        assert same_bits(g, ind.sma(series, n)), n
-    assert same_bits(before, ind.sma(x, 20))
-    assert same_bits(after, ind.sma(x[::-1], 20))
+@pytest.mark.parametrize("kind", KINDS)
+def test_smas_from_one_running_sum_give_each_smas_bits(mode: str, kind: str) -> None:
+    # the periods share one running sum; each result is still sma(x, n)'s numpy bits
+    rng = np.random.default_rng(100 + KINDS.index(kind))
+    for size in (0, 1, 5, 64, 300):
+        x = random_series(rng, size, kind) if size else np.empty(0)
+        periods = (1, 10, 10, 30, size, size + 1) if size else (1, 3)
+        want = [ind.sma(x, n) for n in periods]
+        assert all(same_bits(a, b) for a, b in zip(ind.smas(x, *periods), want, strict=True))
+        with routed(twins_of(mode)):
+            got = ind.smas(x, *periods)
+        assert len(got) == len(periods)
+        for g, w, n in zip(got, want, periods, strict=True):
+            assert same_bits(g, w), (kind, size, n)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -141,7 +141,39 @@ def test_memoised_indicators_change_nothing() -> None:
     import strategies.ema_cross
     from bot.market import indicators
 
-    assert strategies.ema_cross.sma is indicators.sma
+    assert strategies.ema_cross.smas is indicators.smas
+
+
+def test_memoised_smas_compute_each_average_once_and_share_smas_entries() -> None:
+    import numpy as np
+
+    from bot.backtest.sweep import _Memo
+    from bot.market import indicators
+
+    x = np.cumsum(np.random.default_rng(2).normal(size=500)) + 100
+    x.flags.writeable = False  # the candles' columns are read-only
+    asked: list[tuple[int, ...]] = []
+
+    def smas(x: Any, *periods: int) -> tuple[Any, ...]:
+        asked.append(periods)
+        return indicators.smas(x, *periods)
+
+    memo = _Memo(10**8)
+    cached = memo.wrap_smas(smas)
+    sma = memo.wrap(indicators.sma)
+    got = [cached(x, 5, 20), cached(x, 5, 30), cached(x, 8, 20), cached(x, 8, 8)]
+    assert asked == [(5, 20), (30,), (8,)]
+    for (a, b), (n, m) in zip(got, [(5, 20), (5, 30), (8, 20), (8, 8)], strict=True):
+        assert np.array_equal(a, indicators.sma(x, n), equal_nan=True)
+        assert np.array_equal(b, indicators.sma(x, m), equal_nan=True)
+    assert got[3][0] is not got[3][1]  # copies: a strategy may change what it gets
+    got[0][0][:] = 0.0
+    assert np.array_equal(cached(x, 5)[0], indicators.sma(x, 5), equal_nan=True)
+    assert np.array_equal(sma(x, 30), indicators.sma(x, 30), equal_nan=True)
+    assert len(memo.items) == 4  # sma(x, 30) found the entry smas made
+    writable = x.copy()
+    cached(writable, 5)
+    assert asked[-1] == (5,) and len(memo.items) == 4  # a writable series is never kept
 
 
 def test_random_subset_and_halving() -> None:

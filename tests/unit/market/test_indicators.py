@@ -236,6 +236,14 @@ def test_bad_arguments() -> None:
         ind.macd(x, 26, 12)
 
 
+def test_smas_refuses_no_period_and_bad_periods() -> None:
+    x = np.arange(10.0)
+    with pytest.raises(ValueError, match="at least one period"):
+        ind.smas(x)
+    with pytest.raises(ValueError, match="positive integer"):
+        ind.smas(x, 3, 0)
+
+
 # --------------------------------------------------------------------------------------------
 # no look-ahead: a prefix gives bit-for-bit the same values, whatever comes after it
 
