@@ -51,6 +51,7 @@ _MAX_GROWTH_LOG = 100.0 * math.log(10.0)  # q**-k stays below 1e100 inside a blo
 _twins: dict[str, Callable[..., Any]] = {}
 """Compiled twins in use (`bot.backtest.indicator_kernel.SIGNATURES`), empty by default."""
 
+
 def use_compiled(twins: Mapping[str, Callable[..., Any]] | None) -> None:
     """Route `sma`, `crossover` and `crossunder` through compiled twins, or back to numpy (None).
 
