@@ -208,9 +208,9 @@ def _price_panel(ax: Any, x: NDArray[Any], close: F8, trades: F8, label: str) ->
 
     ax.plot(x, close, color="#333", lw=0.7, label=label)
     # short tick labels ("31", "Jun", "03"): a close-up's days across a month end collided
-    locator = mdates.AutoDateLocator()
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     if len(trades):
         net = trades[:, K.TR_GROSS] - trades[:, K.TR_ENTRY_FEE] - trades[:, K.TR_EXIT_FEE]
         win = net > 0
