@@ -268,14 +268,19 @@ class _Memo:
             missing = list(
                 dict.fromkeys(n for n, v in zip(periods, found, strict=True) if v is None)
             )
-            if missing:
-                fresh = dict(zip(missing, fn(x, *missing), strict=True))
-                for n, value in fresh.items():
-                    self.put(("sma", (id(x), n), ()), (x,), value)
-                found = [
-                    v if v is not None else self.get(k) for v, k in zip(found, keys, strict=True)
-                ]
-            return tuple(found)
+            if not missing:
+                return tuple(found)
+            fresh = dict(zip(missing, fn(x, *missing), strict=True))
+            for n, value in fresh.items():
+                self.put(("sma", (id(x), n), ()), (x,), value)  # may evict, even its own
+            out: list[Any] = []
+            handed: set[int] = set()
+            for n, v in zip(periods, found, strict=True):
+                if v is None:  # the memo keeps a copy, so the fresh array itself can go out once
+                    v = fresh[n].copy() if n in handed else fresh[n]
+                    handed.add(n)
+                out.append(v)
+            return tuple(out)
 
         return cached
 

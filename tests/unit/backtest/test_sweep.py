@@ -176,6 +176,22 @@ def test_memoised_smas_compute_each_average_once_and_share_smas_entries() -> Non
     assert asked[-1] == (5,) and len(memo.items) == 4  # a writable series is never kept
 
 
+def test_memoised_smas_answer_even_when_the_memo_cannot_keep_them() -> None:
+    import numpy as np
+
+    from bot.backtest.sweep import _Memo
+    from bot.market import indicators
+
+    x = np.cumsum(np.random.default_rng(4).normal(size=500)) + 100
+    x.flags.writeable = False
+    memo = _Memo(limit=x.nbytes // 2)  # smaller than one average: every entry is evicted
+    got = memo.wrap_smas(indicators.smas)(x, 5, 20, 5)
+    want = indicators.smas(x, 5, 20, 5)
+    assert all(np.array_equal(g, w, equal_nan=True) for g, w in zip(got, want, strict=True))
+    assert got[0] is not got[2]
+    assert not memo.items
+
+
 def test_random_subset_and_halving() -> None:
     res = run_sweep(options(grid="fast=3:12:1,slow=20:60:10", sample=20, seed=1))
     assert res.evaluated == 20
