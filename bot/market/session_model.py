@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Final, Literal, TypeVar, get_args
 
@@ -225,9 +225,12 @@ def to_decimal(x: float, places: int = 6) -> Decimal:
     if not math.isfinite(x):
         raise ValueError(f"cannot convert non-finite amount {x!r} to Decimal")
     quantum = Decimal(1).scaleb(-places)
-    result = Decimal(repr(float(x))).quantize(
-        quantum, rounding=ROUND_HALF_EVEN, context=_DECIMAL_CONTEXT
-    )
+    try:
+        result = Decimal(repr(float(x))).quantize(
+            quantum, rounding=ROUND_HALF_EVEN, context=_DECIMAL_CONTEXT
+        )
+    except InvalidOperation:  # more digits than the context's 60 (1e300 with 6 places)
+        raise ValueError(f"amount {x!r} is too large for {places} decimal places") from None
     return result.copy_abs() if result.is_zero() else result
 
 

@@ -156,10 +156,14 @@ class TradingVenue:
     def _open(
         self, wallet: Wallet, spec: sm.SessionSpec, asset: str, body: dict[str, Any], now_ms: int
     ) -> dict[str, Any]:
-        budget = sm.to_decimal(spec.budget)
-        if budget > wallet.balance:
+        try:
+            budget: Decimal | None = sm.to_decimal(spec.budget)
+        except ValueError:  # too many digits to write down: more than any wallet holds
+            budget = None
+        if budget is None or budget > wallet.balance:
+            need = spec.budget if budget is None else budget
             raise VenueError(
-                400, f"Insufficient balance: need {budget} USDC, available {wallet.balance} USDC"
+                400, f"Insufficient balance: need {need} USDC, available {wallet.balance} USDC"
             )
         wallet.balance -= budget
         sid = self._new_id("s")

@@ -490,6 +490,11 @@ class TestBoundary:
         with pytest.raises(ValueError, match="places"):
             to_decimal(1.0, places=-1)
 
+    def test_to_decimal_refuses_amounts_too_large_to_write_down(self) -> None:
+        with pytest.raises(ValueError, match=r"too large for 6 decimal places"):
+            to_decimal(1.7976931348623157e308)
+        assert to_decimal(1e50) == Decimal(10) ** 50
+
 
 class TestWallet:
     def test_lock_and_release(self) -> None:
