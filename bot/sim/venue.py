@@ -157,13 +157,12 @@ class TradingVenue:
         self, wallet: Wallet, spec: sm.SessionSpec, asset: str, body: dict[str, Any], now_ms: int
     ) -> dict[str, Any]:
         try:
-            budget: Decimal | None = sm.to_decimal(spec.budget)
-        except ValueError:  # too many digits to write down: more than any wallet holds
-            budget = None
-        if budget is None or budget > wallet.balance:
-            need = spec.budget if budget is None else budget
+            budget = sm.to_decimal(spec.budget)
+        except ValueError as exc:  # more digits than an amount is written with (1e300)
+            raise VenueError(400, [f"budget: {exc}"]) from None
+        if budget > wallet.balance:
             raise VenueError(
-                400, f"Insufficient balance: need {need} USDC, available {wallet.balance} USDC"
+                400, f"Insufficient balance: need {budget} USDC, available {wallet.balance} USDC"
             )
         wallet.balance -= budget
         sid = self._new_id("s")
