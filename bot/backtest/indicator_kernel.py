@@ -107,23 +107,14 @@ def sma_from_sum_into(x: F8, n: int, cs: F8, code: int, out: F8) -> None:
 
 
 def crossover_into(x: F8, y: F8, out: B1) -> None:
-    """`indicators.crossover(x, y)` for two arrays of one length, written into ``out``."""
+    """`indicators.crossover(x, y)` for two arrays of one length, written into ``out`` (and
+    `crossunder(x, y)` as ``crossover_into(y, x)``)."""
     size = x.shape[0]
     if size == 0:
         return
     out[0] = False
     for i in range(1, size):
         out[i] = (x[i] > y[i]) & (x[i - 1] <= y[i - 1])
-
-
-def crossunder_into(x: F8, y: F8, out: B1) -> None:
-    """`indicators.crossunder(x, y)` for two arrays of one length, written into ``out``."""
-    size = x.shape[0]
-    if size == 0:
-        return
-    out[0] = False
-    for i in range(1, size):
-        out[i] = (x[i] < y[i]) & (x[i - 1] >= y[i - 1])
 
 
 def pack_flags_into(
@@ -148,7 +139,6 @@ SIGNATURES = {
     "running_sum_into": "i8(f8[::1], f8[::1])",
     "sma_from_sum_into": "void(f8[::1], i8, f8[::1], i8, f8[::1])",
     "crossover_into": "void(f8[::1], f8[::1], b1[::1])",
-    "crossunder_into": "void(f8[::1], f8[::1], b1[::1])",
     "pack_flags_into": "void(u1[::1], u1[::1], u1[::1], u1[::1], i8, u1[::1])",
 }
 """What the compiled module exports, by name: the one signature each is compiled for."""
@@ -157,6 +147,5 @@ TWINS = (
     running_sum_into,
     sma_from_sum_into,
     crossover_into,
-    crossunder_into,
     pack_flags_into,
 )

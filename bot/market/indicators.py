@@ -348,6 +348,17 @@ def crossover(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
     False at row 0 and wherever either side is NaN at t or t-1; b may be a scalar level.
     """
     x, y = _pair(a, b)
+    return _rises_above(x, y)
+
+
+def crossunder(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
+    """True at t when a crosses below b: a[t] < b[t] and a[t-1] >= b[t-1] (NaN: False)."""
+    x, y = _pair(a, b)
+    return _rises_above(y, x)  # a falls below b exactly where b rises above a
+
+
+def _rises_above(x: FloatArray, y: FloatArray) -> BoolArray:
+    """x[t] > y[t] and x[t-1] <= y[t-1], False at row 0: compiled when the twins are in use."""
     twin = _twins.get("crossover_into")
     if twin is not None and x.flags.c_contiguous and y.flags.c_contiguous:
         out = np.empty(x.size, dtype=bool)
@@ -356,16 +367,6 @@ def crossover(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
     out = np.zeros(x.size, dtype=bool)
     out[1:] = (x[1:] > y[1:]) & (x[:-1] <= y[:-1])
     return out
-
-
-def crossunder(a: ArrayLike, b: ArrayLike | float) -> BoolArray:
-    """True at t when a crosses below b: a[t] < b[t] and a[t-1] >= b[t-1] (NaN: False)."""
-    x, y = _pair(a, b)
-    twin = _twins.get("crossunder_into")
-    if twin is not None and x.flags.c_contiguous and y.flags.c_contiguous:
-        out = np.empty(x.size, dtype=bool)
-        twin(x, y, out)
-        return out
     out = np.zeros(x.size, dtype=bool)
     out[1:] = (x[1:] < y[1:]) & (x[:-1] >= y[:-1])
     return out
