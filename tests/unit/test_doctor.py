@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from email.utils import formatdate
 from typing import Any
 
@@ -16,11 +17,11 @@ def factory(client_for: Any) -> Any:
     return lambda settings, key: client_for(with_key=key is not None)
 
 
-def health_with_date(offset_s: float) -> Any:
-    import time
+def health_with_date(offset_s: float, at: float | None = None) -> Any:
+    """/health whose Date header is ``offset_s`` from ``at`` (default: the wall clock now)."""
 
     def answer(_: httpx.Request) -> httpx.Response:
-        date = formatdate(time.time() + offset_s, usegmt=True)
+        date = formatdate((time.time() if at is None else at) + offset_s, usegmt=True)
         return httpx.Response(200, json={"status": "ok"}, headers={"Date": date})
 
     return answer
@@ -45,8 +46,14 @@ async def test_all_checks_pass_with_a_working_venue(
 async def test_clock_skew_beyond_limit_fails(
     settings: Settings, venue: Any, client_for: Any
 ) -> None:
-    venue.on("GET", "/health", health_with_date(-120))
-    checks = {c.name: c for c in await run_checks(settings, client_factory=factory(client_for))}
+    # a whole second on an injected clock: a Date header keeps whole seconds, so on the wall
+    # clock the skew read +120.0 to +120.99 s and printed "+121.0" about one run in twenty
+    now = float(int(time.time()))
+    venue.on("GET", "/health", health_with_date(-120, at=now))
+    checks = {
+        c.name: c
+        for c in await run_checks(settings, client_factory=factory(client_for), now=lambda: now)
+    }
     assert checks["clock skew"].status is Status.FAIL
     assert "+120" in checks["clock skew"].detail
 
